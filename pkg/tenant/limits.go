@@ -1,0 +1,121 @@
+package tenant
+
+import (
+	"flag"
+	"fmt"
+	"time"
+
+	"github.com/prometheus/common/model"
+
+	"github.com/lokilab/lokilab/pkg/config"
+)
+
+// Rate limit strategies.
+const (
+	// LocalStrategy applies the tenant's rate in each distributor on its
+	// own: N distributors admit up to N times the configured rate.
+	LocalStrategy = "local"
+	// GlobalStrategy divides the tenant's rate by the number of healthy
+	// distributors, so the cluster as a whole admits the configured rate
+	// when load is spread evenly across distributors. The burst is not
+	// divided: each distributor must still accept the largest single push.
+	GlobalStrategy = "global"
+)
+
+// BytesInMB is what Loki means by "MB" in ingestion_rate_mb: a mebibyte.
+const BytesInMB = 1 << 20
+
+// Limits are one tenant's limits. Field names, YAML keys and defaults are
+// Loki's (limits_config), so an overrides file written for Loki reads the
+// same here. The ingester's limits (streams per tenant) join when the
+// ingester does.
+type Limits struct {
+	// IngestionRateStrategy is local or global; see the constants. Default
+	// global, Loki's.
+	IngestionRateStrategy string `yaml:"ingestion_rate_strategy"`
+	// IngestionRateMB is the sustained ingestion rate per tenant in MiB/s of
+	// line plus structured-metadata bytes. Default 4. Raising it lets one
+	// tenant take more of the shared Kafka and ingester capacity.
+	IngestionRateMB float64 `yaml:"ingestion_rate_mb"`
+	// IngestionBurstSizeMB is the token bucket's size in MiB: the largest
+	// push accepted at once, and how far above the rate a tenant may go
+	// briefly. Default 6. A push larger than the burst is always rejected.
+	IngestionBurstSizeMB float64 `yaml:"ingestion_burst_size_mb"`
+	// MaxLineSize rejects (line_too_long) entries whose line is longer; 0
+	// disables. Default 256KB (262144 bytes, as in Loki). Long lines make large chunks
+	// blocks and slow queries.
+	MaxLineSize config.ByteSize `yaml:"max_line_size"`
+	// MaxLabelNamesPerSeries bounds labels per stream. Default 15.
+	MaxLabelNamesPerSeries int `yaml:"max_label_names_per_series"`
+	// MaxLabelNameLength bounds a label name in bytes. Default 1024.
+	MaxLabelNameLength int `yaml:"max_label_name_length"`
+	// MaxLabelValueLength bounds a label value in bytes. Default 2048.
+	MaxLabelValueLength int `yaml:"max_label_value_length"`
+	// RejectOldSamples turns on the max-age check. Default true.
+	RejectOldSamples bool `yaml:"reject_old_samples"`
+	// RejectOldSamplesMaxAge rejects (greater_than_max_sample_age) entries
+	// older than this. Default 1w. Old entries would land in index days the
+	// compactor may already have merged, and widen every query.
+	RejectOldSamplesMaxAge model.Duration `yaml:"reject_old_samples_max_age"`
+	// CreationGracePeriod rejects (too_far_in_future) entries newer than
+	// now plus this. Default 10m: it tolerates client clock skew.
+	CreationGracePeriod model.Duration `yaml:"creation_grace_period"`
+	// AllowStructuredMetadata accepts per-line metadata. Default true.
+	AllowStructuredMetadata bool `yaml:"allow_structured_metadata"`
+	// MaxStructuredMetadataSize bounds one entry's metadata bytes (names
+	// plus values). Default 64KB; 0 disables.
+	MaxStructuredMetadataSize config.ByteSize `yaml:"max_structured_metadata_size"`
+	// MaxStructuredMetadataEntriesCount bounds one entry's metadata pairs.
+	// Default 128; 0 disables.
+	MaxStructuredMetadataEntriesCount int `yaml:"max_structured_metadata_entries_count"`
+}
+
+// RegisterFlags registers the default limits with Loki's flag names.
+func (l *Limits) RegisterFlags(fs *flag.FlagSet) {
+	fs.StringVar(&l.IngestionRateStrategy, "distributor.ingestion-rate-limit-strategy", GlobalStrategy, "Ingestion rate strategy: local (per distributor) or global (divided among healthy distributors).")
+	fs.Float64Var(&l.IngestionRateMB, "distributor.ingestion-rate-limit-mb", 4, "Per-tenant ingestion rate limit in MiB/s.")
+	fs.Float64Var(&l.IngestionBurstSizeMB, "distributor.ingestion-burst-size-mb", 6, "Per-tenant ingestion burst size in MiB.")
+	l.MaxLineSize = 256 << 10
+	fs.Var(&l.MaxLineSize, "distributor.max-line-size", "Maximum line size, e.g. 256KB; 0 disables.")
+	fs.IntVar(&l.MaxLabelNamesPerSeries, "validation.max-label-names-per-series", 15, "Maximum label names per stream.")
+	fs.IntVar(&l.MaxLabelNameLength, "validation.max-length-label-name", 1024, "Maximum length of a label name in bytes.")
+	fs.IntVar(&l.MaxLabelValueLength, "validation.max-length-label-value", 2048, "Maximum length of a label value in bytes.")
+	fs.BoolVar(&l.RejectOldSamples, "validation.reject-old-samples", true, "Reject entries older than reject_old_samples_max_age.")
+	l.RejectOldSamplesMaxAge = model.Duration(7 * 24 * time.Hour)
+	fs.Var(&l.RejectOldSamplesMaxAge, "validation.reject-old-samples.max-age", "Maximum accepted entry age, e.g. 1w.")
+	l.CreationGracePeriod = model.Duration(10 * time.Minute)
+	fs.Var(&l.CreationGracePeriod, "validation.create-grace-period", "How far in the future an entry's timestamp may be.")
+	fs.BoolVar(&l.AllowStructuredMetadata, "validation.allow-structured-metadata", true, "Accept structured metadata on entries.")
+	l.MaxStructuredMetadataSize = 64 << 10
+	fs.Var(&l.MaxStructuredMetadataSize, "limits.max-structured-metadata-size", "Maximum structured metadata bytes per entry; 0 disables.")
+	fs.IntVar(&l.MaxStructuredMetadataEntriesCount, "limits.max-structured-metadata-entries-count", 128, "Maximum structured metadata pairs per entry; 0 disables.")
+}
+
+// DefaultLimits returns Loki's default limits, as RegisterFlags sets them.
+func DefaultLimits() Limits {
+	var l Limits
+	l.RegisterFlags(flag.NewFlagSet("", flag.ContinueOnError))
+	return l
+}
+
+// Validate reports limits no component could apply.
+func (l *Limits) Validate() error {
+	switch l.IngestionRateStrategy {
+	case LocalStrategy, GlobalStrategy:
+	default:
+		return fmt.Errorf("ingestion_rate_strategy %q: want %s or %s", l.IngestionRateStrategy, LocalStrategy, GlobalStrategy)
+	}
+	if l.IngestionRateMB < 0 || l.IngestionBurstSizeMB < 0 {
+		return fmt.Errorf("ingestion_rate_mb and ingestion_burst_size_mb must not be negative")
+	}
+	if l.MaxLabelNamesPerSeries < 0 || l.MaxLabelNameLength < 0 || l.MaxLabelValueLength < 0 || l.MaxStructuredMetadataEntriesCount < 0 {
+		return fmt.Errorf("label and structured metadata limits must not be negative")
+	}
+	return nil
+}
+
+// IngestionRateBytes is the rate limit in bytes per second.
+func (l *Limits) IngestionRateBytes() float64 { return l.IngestionRateMB * BytesInMB }
+
+// IngestionBurstBytes is the burst in bytes.
+func (l *Limits) IngestionBurstBytes() int { return int(l.IngestionBurstSizeMB * BytesInMB) }
