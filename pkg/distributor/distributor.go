@@ -1,0 +1,412 @@
+// Package distributor is the write path's front door: it accepts Loki push
+// requests, validates them, rate-limits each tenant, and writes each stream
+// to its Kafka partition — answering 204 only once Kafka has acknowledged
+// every record of the push.
+//
+// # The path of one push
+//
+//  1. Tenant: X-Scope-OrgID (401 "no org id" when auth is on and it is
+//     missing; 400 when it is not a valid ID).
+//  2. Decode: JSON or snappy protobuf, gzip/deflate undone, every stage
+//     bounded by max_recv_msg_size (413 past it).
+//  3. Validate: labels, then entries, in Loki's order with Loki's reasons
+//     and messages (validate.go). Invalid entries are dropped and counted in
+//     loki_discarded_samples_total{reason}; the rest carry on.
+//  4. Rate limit: the whole validated push against the tenant's token
+//     bucket (429 rate_limited, nothing written).
+//  5. Admission: the push's bytes against max_inflight_push_bytes (503),
+//     and the circuit breaker (503 at once while Kafka is known to be down).
+//  6. Write: each stream's records to partition ring(hash(tenant, labels)),
+//     produced with acks=all and idempotence; wait for every record's
+//     acknowledgement, at most kafka write_timeout.
+//  7. Answer: 204, or 400 with the first validation error when some entries
+//     were invalid (the valid ones are already durable), or 5xx when any
+//     record failed or the wait timed out.
+//
+// A 5xx does not mean nothing was written: some records of the push may have
+// been acknowledged before another failed or the timeout hit. The client
+// retries, and the duplicate lines are removed at query time by
+// (timestamp, line) dedupe. That is the price of at-least-once delivery; the
+// invariant kept here is the other direction: a 2xx is never sent for a line
+// Kafka has not acknowledged.
+package distributor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sony/gobreaker/v2"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/lokilab/lokilab/pkg/kafka"
+	"github.com/lokilab/lokilab/pkg/push"
+	"github.com/lokilab/lokilab/pkg/tenant"
+)
+
+// Producer is the part of *kgo.Client the distributor uses. TryProduce
+// fails at once when the producer's buffer is full instead of blocking, so
+// a push can never wait past its deadline for buffer space.
+type Producer interface {
+	TryProduce(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error))
+}
+
+// Deps are what the distributor needs from the rest of the process.
+type Deps struct {
+	Limits      tenant.LimitsSource
+	RateLimiter *tenant.RateLimiter
+	Producer    Producer
+	Partitions  PartitionRing
+	// Kafka supplies the write timeout and the record size limit.
+	Kafka       kafka.Config
+	AuthEnabled bool
+	Registerer  prometheus.Registerer
+	Logger      *slog.Logger
+	// Now is the clock for timestamp validation and rate limiting; nil
+	// means time.Now.
+	Now func() time.Time
+}
+
+// Distributor handles pushes. It is safe for concurrent use.
+type Distributor struct {
+	cfg  Config
+	deps Deps
+	now  func() time.Time
+	log  *slog.Logger
+
+	breaker *gobreaker.TwoStepCircuitBreaker[struct{}]
+
+	inflightBytes atomic.Int64
+	metrics       *metrics
+}
+
+// New returns a distributor.
+func New(cfg Config, deps Deps) (*Distributor, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if deps.Limits == nil || deps.RateLimiter == nil || deps.Producer == nil || deps.Partitions == nil {
+		return nil, errors.New("distributor: Limits, RateLimiter, Producer and Partitions are required")
+	}
+	if err := deps.Kafka.Validate(); err != nil {
+		return nil, err
+	}
+	if deps.Now == nil {
+		deps.Now = time.Now
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.New(slog.DiscardHandler)
+	}
+	if deps.Registerer == nil {
+		deps.Registerer = prometheus.NewRegistry()
+	}
+	m, err := newMetrics(deps.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	d := &Distributor{cfg: cfg, deps: deps, now: deps.Now, log: deps.Logger, metrics: m}
+	m.inflightLimit.Set(float64(cfg.MaxInflightPushBytes))
+	m.inflight.Set(0)
+	if cfg.Breaker.Enabled {
+		d.breaker = gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
+			Name:        "kafka",
+			MaxRequests: uint32(cfg.Breaker.HalfOpenRequests),
+			Timeout:     cfg.Breaker.OpenTimeout,
+			ReadyToTrip: func(c gobreaker.Counts) bool {
+				return c.ConsecutiveFailures >= uint32(cfg.Breaker.ConsecutiveFailures)
+			},
+			OnStateChange: func(_ string, from, to gobreaker.State) {
+				m.breakerState.Set(float64(to))
+				m.breakerTransitions.WithLabelValues(to.String()).Inc()
+				d.log.Warn("kafka circuit breaker changed state", "from", from.String(), "to", to.String())
+			},
+		})
+	}
+	m.breakerState.Set(float64(gobreaker.StateClosed))
+	return d, nil
+}
+
+// Run removes idle tenants' rate-limit buckets until ctx is done.
+func (d *Distributor) Run(ctx context.Context) error {
+	return d.deps.RateLimiter.Run(ctx, time.Minute)
+}
+
+// traceparentRE is W3C trace context's traceparent header (version 00).
+var traceparentRE = regexp.MustCompile(`^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$`)
+
+// ServeHTTP is the push endpoint, POST /loki/api/v1/push.
+func (d *Distributor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	tenantID, err := tenant.FromRequest(r, d.deps.AuthEnabled)
+	if err != nil {
+		if errors.Is(err, tenant.ErrNoOrgID) {
+			http.Error(w, err.Error(), http.StatusUnauthorized)
+		} else {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+		}
+		return
+	}
+	req, wire, err := push.ReadRequest(r, int(d.cfg.MaxRecvMsgSize))
+	d.metrics.wireBytes.WithLabelValues(tenantID).Add(float64(wire))
+	if err != nil {
+		if errors.Is(err, push.ErrTooLarge) {
+			http.Error(w, err.Error(), http.StatusRequestEntityTooLarge)
+			return
+		}
+		http.Error(w, "error parsing push request: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	tp := r.Header.Get("traceparent")
+	if !traceparentRE.MatchString(tp) {
+		tp = ""
+	}
+	if err := d.Push(r.Context(), tenantID, req, tp); err != nil {
+		var he *Error
+		if errors.As(err, &he) {
+			http.Error(w, he.Msg, he.Status)
+			return
+		}
+		d.log.Error("push failed", "tenant", tenantID, "err", err)
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// Error is a push failure with the HTTP status it is answered with.
+type Error struct {
+	Status int
+	Msg    string
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("%d: %s", e.Status, e.Msg) }
+
+func errorf(status int, format string, args ...any) *Error {
+	return &Error{Status: status, Msg: fmt.Sprintf(format, args...)}
+}
+
+// Push validates, rate-limits and writes one push for tenantID. A nil error
+// means every valid entry is acknowledged by Kafka and nothing was invalid;
+// an *Error carries the status to answer with otherwise.
+func (d *Distributor) Push(ctx context.Context, tenantID string, req *push.Request, traceparent string) error {
+	if len(req.Streams) == 0 {
+		return errorf(http.StatusUnprocessableEntity, "error at least one valid stream is required for ingestion")
+	}
+	now := d.now()
+	d.metrics.countReceived(tenantID, req)
+	lim := d.deps.Limits.For(tenantID)
+	v := validate(req, lim, now, d.deps.Kafka.ProducerMaxRecordSizeBytes)
+	d.metrics.countDiscards(tenantID, &v.discards)
+
+	if v.lines == 0 {
+		if !v.errs.empty() {
+			return errorf(http.StatusBadRequest, "%s", v.errs.String())
+		}
+		return nil // streams without entries: nothing to store
+	}
+
+	if !d.deps.RateLimiter.AllowN(now, tenantID, v.bytes) {
+		var ds discards
+		ds.add(reasonRateLimited, v.lines, v.bytes)
+		d.metrics.countDiscards(tenantID, &ds)
+		limit, _ := d.deps.RateLimiter.Limit(tenantID)
+		return errorf(http.StatusTooManyRequests,
+			"Ingestion rate limit exceeded for user %s (limit: %d bytes/sec) while attempting to ingest '%d' lines totaling '%d' bytes, reduce log volume or contact your Loki administrator to see if the limit can be increased",
+			tenantID, int(limit), v.lines, v.bytes)
+	}
+
+	if err := d.write(tenantID, v, traceparent); err != nil {
+		return err
+	}
+	d.metrics.linesAcked.WithLabelValues(tenantID).Add(float64(v.lines))
+	d.metrics.bytesAcked.WithLabelValues(tenantID).Add(float64(v.bytes))
+	if !v.errs.empty() {
+		return errorf(http.StatusBadRequest, "%s", v.errs.String())
+	}
+	return nil
+}
+
+// write produces the validated streams and waits for Kafka's answer on every
+// record, at most the write timeout.
+func (d *Distributor) write(tenantID string, v *validated, traceparent string) error {
+	records := make([]*kgo.Record, 0, len(v.streams))
+	for i := range v.streams {
+		s := &v.streams[i]
+		p, err := d.deps.Partitions.PartitionFor(StreamToken(tenantID, s.Labels))
+		if err != nil {
+			d.metrics.pushFailures.WithLabelValues("no_partition").Inc()
+			return errorf(http.StatusServiceUnavailable, "no partition for stream %s: %v", s.Labels, err)
+		}
+		records, err = kafka.EncodeStream(records, kafka.RecordSpec{
+			Tenant:        tenantID,
+			Partition:     p,
+			Traceparent:   traceparent,
+			MaxValueBytes: d.deps.Kafka.ProducerMaxRecordSizeBytes,
+		}, s)
+		if err != nil {
+			// validate() rejected every entry that could not fit.
+			return fmt.Errorf("encoding records: %w", err)
+		}
+	}
+	size := 0
+	for _, r := range records {
+		size += len(r.Value)
+	}
+
+	// Admission: bytes in flight, then the breaker.
+	if !d.reserve(size) {
+		d.metrics.pushFailures.WithLabelValues("inflight_limit").Inc()
+		return errorf(http.StatusServiceUnavailable,
+			"distributor has too many push bytes in flight (limit %d bytes): Kafka is not keeping up; retry with backoff", d.cfg.MaxInflightPushBytes)
+	}
+	report := func(error) {}
+	if d.breaker != nil {
+		done, err := d.breaker.Allow()
+		if err != nil {
+			d.release(size)
+			d.metrics.pushFailures.WithLabelValues("breaker_open").Inc()
+			return errorf(http.StatusServiceUnavailable, "Kafka writes are failing; circuit breaker is %s, push rejected without trying: %v", d.breaker.State(), err)
+		}
+		var once sync.Once
+		report = func(err error) { once.Do(func() { done(err) }) }
+	}
+
+	w := &pendingWrite{remaining: len(records), done: make(chan struct{})}
+	start := time.Now()
+	// Records are produced under a context that no client controls: franz-go
+	// fails every record buffered in a partition when the first record's
+	// context is canceled, so a request context would let one disconnecting
+	// client fail other clients' pushes. The write timeout bounds the wait
+	// below; RecordDeliveryTimeout bounds the records.
+	for _, r := range records {
+		d.deps.Producer.TryProduce(context.Background(), r, func(_ *kgo.Record, err error) {
+			last, late := w.finish(err)
+			if !last {
+				return
+			}
+			// Every record answered: the bytes have left the producer.
+			d.release(size)
+			if late {
+				// The push was answered 503 on timeout before Kafka
+				// answered. A late success is a line the client was told
+				// failed and will likely send again: a duplicate for
+				// query-time dedupe to remove.
+				d.metrics.lateWrites.WithLabelValues(resultLabel(w.firstErr)).Inc()
+			}
+			report(w.firstErr)
+		})
+	}
+
+	timer := time.NewTimer(d.deps.Kafka.WriteTimeout)
+	defer timer.Stop()
+	select {
+	case <-w.done:
+	case <-timer.C:
+		if w.abandon() {
+			report(context.DeadlineExceeded)
+			d.metrics.writeDuration.WithLabelValues("timeout").Observe(time.Since(start).Seconds())
+			d.metrics.pushFailures.WithLabelValues("kafka_timeout").Inc()
+			return errorf(http.StatusServiceUnavailable, "timed out after %s waiting for Kafka to acknowledge the push", d.deps.Kafka.WriteTimeout)
+		}
+		// Kafka answered for the last record as the timer fired.
+	}
+	err := w.firstErr // safe: written before done was closed
+	d.metrics.writeDuration.WithLabelValues(resultLabel(err)).Observe(time.Since(start).Seconds())
+	if err != nil {
+		label := "kafka_error"
+		if errors.Is(err, kgo.ErrMaxBuffered) {
+			label = "producer_buffer_full"
+		}
+		d.metrics.pushFailures.WithLabelValues(label).Inc()
+		return errorf(http.StatusServiceUnavailable, "writing to Kafka failed: %v", err)
+	}
+	return nil
+}
+
+// pendingWrite tracks one push's records until Kafka has answered for all of
+// them, and whether the push was answered (on timeout) before that.
+type pendingWrite struct {
+	done chan struct{} // closed when every record is answered
+
+	mu        sync.Mutex
+	remaining int
+	firstErr  error
+	completed bool // every record answered
+	abandoned bool // the push was answered before every record was
+}
+
+// finish records one record's outcome. It reports whether it was the last
+// record, and if so whether the push had already been abandoned.
+func (w *pendingWrite) finish(err error) (last, late bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err != nil && w.firstErr == nil {
+		w.firstErr = err
+	}
+	if w.remaining--; w.remaining > 0 {
+		return false, false
+	}
+	w.completed = true
+	close(w.done)
+	return true, w.abandoned
+}
+
+// abandon marks the push as answered before Kafka answered for all its
+// records; it returns false if Kafka had in fact answered for all of them.
+func (w *pendingWrite) abandon() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.completed {
+		return false
+	}
+	w.abandoned = true
+	return true
+}
+
+func resultLabel(err error) string {
+	if err != nil {
+		return "failure"
+	}
+	return "success"
+}
+
+// reserve admits n bytes if they fit under the in-flight limit.
+func (d *Distributor) reserve(n int) bool {
+	limit := int64(d.cfg.MaxInflightPushBytes)
+	for {
+		cur := d.inflightBytes.Load()
+		if limit > 0 && cur+int64(n) > limit && cur > 0 {
+			// cur > 0: a single push larger than the limit is still
+			// admitted when nothing else is in flight, or it could never
+			// succeed (max_recv_msg_size bounds it instead).
+			return false
+		}
+		if d.inflightBytes.CompareAndSwap(cur, cur+int64(n)) {
+			d.metrics.inflight.Add(float64(n))
+			return true
+		}
+	}
+}
+
+func (d *Distributor) release(n int) {
+	d.inflightBytes.Add(-int64(n))
+	d.metrics.inflight.Sub(float64(n))
+}
+
+// InflightBytes is the push bytes currently awaiting Kafka.
+func (d *Distributor) InflightBytes() int64 { return d.inflightBytes.Load() }
+
+// BreakerState is the circuit breaker's state: closed, half-open or open
+// ("disabled" without a breaker).
+func (d *Distributor) BreakerState() string {
+	if d.breaker == nil {
+		return "disabled"
+	}
+	return d.breaker.State().String()
+}
