@@ -77,10 +77,7 @@ func newHarness(t testing.TB, o harnessOptions) *harness {
 		o.kafka(&kcfg)
 	}
 	reg := prometheus.NewRegistry()
-	producer, err := kafka.NewWriterClient(kcfg, reg, nil,
-		// Faults below use non-retriable errors or stalls; keep metadata
-		// refreshes quick so recovery is not gated on the 5s default.
-		kgo.MetadataMinAge(100*time.Millisecond))
+	producer, err := kafka.NewWriterClient(kcfg, reg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

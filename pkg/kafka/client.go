@@ -60,6 +60,13 @@ func commonOpts(cfg Config, component string, reg prometheus.Registerer, logger 
 		kgo.SeedBrokers(cfg.Brokers()...),
 		kgo.ClientID(clientID),
 		kgo.DialTimeout(cfg.DialTimeout),
+		// A failed request triggers a metadata refresh, but franz-go waits
+		// until the last refresh is this old (5s by default): after a
+		// broker restart, every produce would stall that long before the
+		// client looks for the broker again. Refreshes triggered by errors
+		// are the only ones this speeds up; periodic ones stay at
+		// MetadataMaxAge (5m).
+		kgo.MetadataMinAge(500 * time.Millisecond),
 	}
 	if logger != nil {
 		opts = append(opts, kgo.WithLogger(kgoLogger{logger.With("component", "kafka-client")}))

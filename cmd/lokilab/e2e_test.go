@@ -1,0 +1,378 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/lokilab/lokilab/internal/pushtest"
+	"github.com/lokilab/lokilab/pkg/kafka"
+	"github.com/lokilab/lokilab/pkg/push"
+)
+
+// readTopic returns every record in topic "loki" at addr, read with franz-go
+// up to the current high watermarks.
+func readTopic(t *testing.T, addr string) []*kgo.Record {
+	t.Helper()
+	ctx := timeout(t, 60*time.Second)
+	admin, err := kgo.NewClient(kgo.SeedBrokers(addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	ends, err := kadm.NewClient(admin).ListEndOffsets(ctx, "loki")
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := int64(0)
+	ends.Each(func(o kadm.ListedOffset) { total += o.Offset })
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumeTopics("loki"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var out []*kgo.Record
+	for int64(len(out)) < total {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("read %d of %d records", len(out), total)
+		}
+		out = append(out, fs.Records()...)
+	}
+	return out
+}
+
+func pushTo(url string, req *push.Request, enc pushtest.Encoding) (int, string, error) {
+	r, err := pushtest.NewRequest(url, "", req, enc)
+	if err != nil {
+		return 0, "", err
+	}
+	resp, err := http.DefaultClient.Do(r)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), nil
+}
+
+// TestRunAllInOne is what a newcomer does: `lokilab run`, push, Ctrl-C, run
+// again on the same data directory, and find the earlier data still there.
+func TestRunAllInOne(t *testing.T) {
+	dataDir := t.TempDir()
+	httpPort, kafkaPort := freePort(t), freePort(t)
+	args := []string{"run", "-data.dir", dataDir, "-server.http-listen-port", httpPort,
+		"-kafka.broker.listen-address", "127.0.0.1:" + kafkaPort, "-log.level", "warn"}
+	base := "http://127.0.0.1:" + httpPort
+
+	lab := start(t, "lokilab run", bin.lokilab, args...)
+	lab.waitOutput("lokilab is running")
+	waitReady(t, base+"/ready")
+	for _, want := range []string{base + "/loki/api/v1/push", "127.0.0.1:" + kafkaPort, `topic "loki", 12 partitions`, dataDir} {
+		if !strings.Contains(lab.out.String(), want) {
+			t.Errorf("the banner does not mention %q:\n%s", want, lab.out.String())
+		}
+	}
+	first := pushtest.Request(pushtest.Options{Streams: 3, LinesPerStream: 10, ID: "first"})
+	if code, body, err := pushTo(base+"/loki/api/v1/push", first, pushtest.JSON); err != nil || code != http.StatusNoContent {
+		t.Fatalf("push: %d %q %v", code, body, err)
+	}
+	for path, want := range map[string]string{
+		"/metrics":          `loki_distributor_lines_received_total{tenant="fake"} 30`,
+		"/config":           "data_dir: " + dataDir,
+		"/config?mode=diff": "http_listen_port: " + httpPort,
+	} {
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.Contains(string(b), want) {
+			t.Errorf("%s lacks %q", path, want)
+		}
+	}
+	lab.stop() // SIGTERM: clean shutdown, exit 0
+
+	lab = start(t, "lokilab run (again)", bin.lokilab, args...)
+	waitReady(t, base+"/ready")
+	second := pushtest.Request(pushtest.Options{Streams: 3, LinesPerStream: 10, ID: "second"})
+	if code, body, err := pushTo(base+"/loki/api/v1/push", second, pushtest.Protobuf); err != nil || code != http.StatusNoContent {
+		t.Fatalf("push after restart: %d %q %v", code, body, err)
+	}
+	counts := countIDs(t, readTopic(t, "127.0.0.1:"+kafkaPort))
+	for _, id := range []string{"first", "second"} {
+		for s := range 3 {
+			for l := range 10 {
+				if n := counts[fmt.Sprintf("%s-%d-%d", id, s, l)]; n != 1 {
+					t.Fatalf("line %s-%d-%d is in Kafka %d times after a restart, want 1", id, s, l, n)
+				}
+			}
+		}
+	}
+	lab.stop()
+}
+
+// TestWritePathSurvivesKill9 runs the multi-process topology (a broker
+// process and a distributor process on loopback) under continuous pushes,
+// SIGKILLs the broker and then the distributor, restarts each, and checks
+// that every line of every push that got 204 is in Kafka afterwards.
+func TestWritePathSurvivesKill9(t *testing.T) {
+	dataDir := filepath.Join(t.TempDir(), "kafka")
+	kafkaAddr := "127.0.0.1:" + freePort(t)
+	httpPort := freePort(t)
+	url := "http://127.0.0.1:" + httpPort + "/loki/api/v1/push"
+	brokerArgs := []string{"kafka", "-kafka.broker.listen-address", kafkaAddr, "-kafka.broker.data-dir", dataDir,
+		"-kafka.auto-create-topic-default-partitions", "4", "-log.level", "warn"}
+	distArgs := []string{"-kafka.address", kafkaAddr, "-server.http-listen-port", httpPort, "-log.level", "warn",
+		"-kafka.write-timeout", "2s", "-distributor.kafka-breaker.open-timeout", "300ms",
+		"-distributor.ingestion-rate-limit-mb", "1000", "-distributor.ingestion-burst-size-mb", "1000"}
+
+	broker := start(t, "lokilab kafka", bin.lokilab, brokerArgs...)
+	broker.waitOutput("kafka broker listening")
+	dist := start(t, "distributor", bin.distributor, distArgs...)
+	waitReady(t, "http://127.0.0.1:"+httpPort+"/ready")
+
+	var (
+		mu     sync.Mutex
+		acked  = map[string]bool{}
+		codes  = map[string]int{}
+		stop   atomic.Bool
+		wg     sync.WaitGroup
+		client = &http.Client{Timeout: 10 * time.Second}
+	)
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; !stop.Load(); i++ {
+				id := fmt.Sprintf("w%d-%d", w, i)
+				r, err := pushtest.NewRequest(url, "", pushtest.Request(pushtest.Options{Streams: 2, LinesPerStream: 5, ID: id, Seed: uint64(i)}), pushtest.Protobuf)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				outcome := "connection error"
+				resp, err := client.Do(r)
+				if err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					outcome = strconv.Itoa(resp.StatusCode)
+				}
+				mu.Lock()
+				acked[id] = outcome == "204"
+				codes[outcome]++
+				mu.Unlock()
+				time.Sleep(5 * time.Millisecond)
+			}
+		}()
+	}
+	ackedCount := func() (n int) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, ok := range acked {
+			if ok {
+				n++
+			}
+		}
+		return n
+	}
+	step := func(what string, d time.Duration) {
+		time.Sleep(d)
+		mu.Lock()
+		t.Logf("%-40s outcomes so far: %v", what, codes)
+		mu.Unlock()
+	}
+	// recovered waits until pushes are acknowledged again and logs how long
+	// that took: a figure, not an assertion on time.
+	recovered := func(what string, since time.Time) {
+		before := ackedCount()
+		deadline := time.Now().Add(60 * time.Second)
+		for ackedCount() == before {
+			if time.Now().After(deadline) {
+				t.Fatalf("no push acknowledged within 60s after %s", what)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		t.Logf("pushes acknowledged again %s after %s", time.Since(since).Round(time.Millisecond), what)
+	}
+
+	step("running", time.Second)
+	broker.kill()
+	step("broker SIGKILLed", time.Second)
+	broker = start(t, "lokilab kafka (restarted)", bin.lokilab, brokerArgs...)
+	restarted := time.Now()
+	broker.waitOutput("kafka broker listening")
+	recovered("the broker restarted", restarted)
+	step("broker restarted on its data dir", time.Second)
+	dist.kill()
+	step("distributor SIGKILLed", 500*time.Millisecond)
+	dist = start(t, "distributor (restarted)", bin.distributor, distArgs...)
+	restarted = time.Now()
+	waitReady(t, "http://127.0.0.1:"+httpPort+"/ready")
+	recovered("the distributor restarted", restarted)
+	step("distributor restarted", time.Second)
+	stop.Store(true)
+	wg.Wait()
+	dist.stop()
+
+	counts := countIDs(t, readTopic(t, kafkaAddr))
+	var ackedPushes, lost, dups, failedStored int
+	for id, ok := range acked {
+		stored := 0
+		for s := range 2 {
+			for l := range 5 {
+				n := counts[fmt.Sprintf("%s-%d-%d", id, s, l)]
+				stored += n
+				if ok && n == 0 {
+					lost++
+				}
+				if n > 1 {
+					dups += n - 1
+				}
+			}
+		}
+		if ok {
+			ackedPushes++
+		} else if stored > 0 {
+			failedStored++
+		}
+	}
+	t.Logf("%d pushes acknowledged, %d not (%d of those stored anyway); duplicate lines in Kafka: %d; outcomes %v",
+		ackedPushes, len(acked)-ackedPushes, failedStored, dups, codes)
+	if lost > 0 {
+		t.Fatalf("%d acknowledged lines missing from Kafka after kill -9", lost)
+	}
+	if ackedPushes == 0 || len(acked) == ackedPushes {
+		t.Fatalf("the kills were not felt: %d of %d pushes acknowledged", ackedPushes, len(acked))
+	}
+	broker.stop()
+}
+
+// TestKcatReadsTheRecords: a Kafka client that is not franz-go (Debian's
+// kcat, librdkafka) reads what the distributor wrote through `lokilab
+// kafka`, and the values decode to the streams that were pushed.
+func TestKcatReadsTheRecords(t *testing.T) {
+	kcat, err := exec.LookPath("kcat")
+	if err != nil {
+		t.Fatal("kcat is not installed: this test needs Debian's kcat package (apt-get install kcat); scripts/test installs it")
+	}
+	kafkaAddr := "127.0.0.1:" + freePort(t)
+	httpPort := freePort(t)
+	broker := start(t, "lokilab kafka", bin.lokilab, "kafka", "-kafka.broker.listen-address", kafkaAddr,
+		"-kafka.broker.data-dir", t.TempDir(), "-kafka.auto-create-topic-default-partitions", "3", "-log.level", "warn")
+	broker.waitOutput("kafka broker listening")
+	dist := start(t, "distributor", bin.distributor, "-kafka.address", kafkaAddr, "-server.http-listen-port", httpPort, "-log.level", "warn")
+	waitReady(t, "http://127.0.0.1:"+httpPort+"/ready")
+
+	req := pushtest.Request(pushtest.Options{Streams: 5, LinesPerStream: 20, ID: "kcat", StructuredMetadata: true})
+	if code, body, err := pushTo("http://127.0.0.1:"+httpPort+"/loki/api/v1/push", req, pushtest.JSON); err != nil || code != http.StatusNoContent {
+		t.Fatalf("push: %d %q %v", code, body, err)
+	}
+
+	// Metadata as librdkafka sees it.
+	meta, err := exec.CommandContext(timeout(t, 30*time.Second), kcat, "-b", kafkaAddr, "-L", "-t", "loki").CombinedOutput()
+	if err != nil || !strings.Contains(string(meta), `topic "loki" with 3 partitions`) {
+		t.Fatalf("kcat -L: %v\n%s", err, meta)
+	}
+
+	// Every record, as: key, partition, offset and value length on one
+	// line, then exactly that many value bytes.
+	cmd := exec.CommandContext(timeout(t, 30*time.Second), kcat, "-b", kafkaAddr, "-t", "loki", "-C", "-e", "-q",
+		"-f", "%k %p %o %S\n%s\n")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("kcat -C: %v", err)
+	}
+	got := map[string]push.Stream{}
+	rd := bufio.NewReader(bytes.NewReader(out))
+	for {
+		header, err := rd.ReadString('\n')
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		var (
+			key               string
+			partition, offset int
+			size              int
+		)
+		if _, err := fmt.Sscanf(header, "%s %d %d %d\n", &key, &partition, &offset, &size); err != nil {
+			t.Fatalf("kcat header %q: %v", header, err)
+		}
+		value := make([]byte, size+1)
+		if _, err := io.ReadFull(rd, value); err != nil {
+			t.Fatal(err)
+		}
+		tenantID, s, err := kafka.DecodeRecord(&kgo.Record{Key: []byte(key), Value: value[:size], Partition: int32(partition)})
+		if err != nil {
+			t.Fatalf("record at %d/%d as read by kcat: %v", partition, offset, err)
+		}
+		if tenantID != "fake" {
+			t.Errorf("key %q, want the tenant fake", tenantID)
+		}
+		got[s.Labels] = s
+	}
+	if len(got) != len(req.Streams) {
+		t.Fatalf("kcat read %d streams, pushed %d", len(got), len(req.Streams))
+	}
+	for _, want := range req.Streams {
+		s, ok := got[want.Labels]
+		if !ok || len(s.Entries) != len(want.Entries) {
+			t.Fatalf("stream %s: kcat read %d entries, pushed %d", want.Labels, len(s.Entries), len(want.Entries))
+		}
+		for i := range want.Entries {
+			if s.Entries[i].Line != want.Entries[i].Line || s.Entries[i].Timestamp != want.Entries[i].Timestamp {
+				t.Fatalf("stream %s entry %d differs as read by kcat", want.Labels, i)
+			}
+		}
+	}
+	dist.stop()
+	broker.stop()
+}
+
+// countIDs counts each line ID (pushtest's id=...) across the records.
+func countIDs(t *testing.T, recs []*kgo.Record) map[string]int {
+	t.Helper()
+	counts := map[string]int{}
+	for _, r := range recs {
+		_, s, err := kafka.DecodeRecord(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range s.Entries {
+			counts[lineID(e.Line)]++
+		}
+	}
+	return counts
+}
+
+func lineID(line string) string {
+	if i := strings.Index(line, `"id":"`); i >= 0 {
+		rest := line[i+6:]
+		return rest[:strings.IndexByte(rest, '"')]
+	}
+	if i := strings.Index(line, " id="); i >= 0 {
+		rest := line[i+4:]
+		if j := strings.IndexAny(rest, " \n"); j >= 0 {
+			return rest[:j]
+		}
+		return rest
+	}
+	return ""
+}

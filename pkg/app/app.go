@@ -1,0 +1,185 @@
+// Package app assembles lokilab's components into processes: the
+// standalone distributor (cmd/distributor), the standalone broker (`lokilab
+// kafka`) and the all-in-one lab (`lokilab run`). Each process is a config
+// struct composed of the components' configs, and a Run function that builds
+// the components in dependency order and shuts them down in reverse:
+// the HTTP server stops taking pushes, then the producer flushes what it
+// holds, then (all-in-one) the broker persists and closes.
+package app
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/lokilab/lokilab/pkg/distributor"
+	"github.com/lokilab/lokilab/pkg/kafka"
+	"github.com/lokilab/lokilab/pkg/server"
+	"github.com/lokilab/lokilab/pkg/tenant"
+)
+
+// DistributorConfig is a distributor process's configuration. The YAML
+// layout follows Loki's (server, distributor, kafka_config, limits_config,
+// runtime_config, auth_enabled).
+type DistributorConfig struct {
+	// AuthEnabled requires X-Scope-OrgID on every request (401 "no org id"
+	// without it). Default false: every request is tenant "fake", as in
+	// Loki with auth disabled.
+	AuthEnabled   bool                 `yaml:"auth_enabled"`
+	Server        server.Config        `yaml:"server"`
+	Distributor   distributor.Config   `yaml:"distributor"`
+	Kafka         kafka.Config         `yaml:"kafka_config"`
+	Limits        tenant.Limits        `yaml:"limits_config"`
+	RuntimeConfig tenant.RuntimeConfig `yaml:"runtime_config"`
+}
+
+// RegisterFlags registers every component's flags.
+func (c *DistributorConfig) RegisterFlags(fs *flag.FlagSet) {
+	fs.BoolVar(&c.AuthEnabled, "auth.enabled", false, "Require X-Scope-OrgID on every request.")
+	c.Server.RegisterFlags(fs)
+	c.Distributor.RegisterFlags(fs)
+	c.Kafka.RegisterFlags(fs)
+	c.Limits.RegisterFlags(fs)
+	c.RuntimeConfig.RegisterFlags(fs)
+}
+
+// Validate checks every component's configuration.
+func (c *DistributorConfig) Validate() error {
+	return errors.Join(c.Server.Validate(), c.Distributor.Validate(), c.Kafka.Validate(), c.Limits.Validate())
+}
+
+// RunDistributor runs a distributor process until ctx is done. configView
+// and defaults are what /config shows.
+func RunDistributor(ctx context.Context, cfg DistributorConfig, configView, defaults any, logger *slog.Logger) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	reg := server.NewRegistry()
+	srv, err := server.New(cfg.Server, server.Options{
+		Registerer: reg, Gatherer: reg, Logger: logger,
+		Config: configView, DefaultConfig: defaults,
+	})
+	if err != nil {
+		return err
+	}
+	return runDistributor(ctx, cfg, srv, reg, logger)
+}
+
+func runDistributor(ctx context.Context, cfg DistributorConfig, srv *server.Server, reg prometheus.Registerer, logger *slog.Logger) error {
+	overrides, err := tenant.NewOverrides(cfg.Limits, cfg.RuntimeConfig, reg, logger)
+	if err != nil {
+		return err
+	}
+	producer, err := kafka.NewWriterClient(cfg.Kafka, reg, logger)
+	if err != nil {
+		return err
+	}
+	defer producer.Close()
+
+	// Routes exist from the start and answer 503 until Kafka is reachable,
+	// so an early client sees "not ready" rather than 404.
+	var current atomic.Pointer[distributor.Distributor]
+	notReady := fmt.Sprintf("waiting for Kafka topic %q at %s", cfg.Kafka.Topic, cfg.Kafka.Address)
+	srv.AddReadinessCheck("distributor", func(context.Context) error {
+		if current.Load() == nil {
+			return errors.New(notReady)
+		}
+		return nil
+	})
+	srv.Handle("POST /loki/api/v1/push", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		d := current.Load()
+		if d == nil {
+			http.Error(w, "distributor not ready: "+notReady, http.StatusServiceUnavailable)
+			return
+		}
+		d.ServeHTTP(w, r)
+	}))
+	var partitions int
+	srv.Handle("GET /distributor/status", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		d := current.Load()
+		if d == nil {
+			http.Error(w, notReady, http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintf(w, "kafka topic: %s (%d partitions)\ncircuit breaker: %s\ninflight push bytes: %d\n",
+			cfg.Kafka.Topic, partitions, d.BreakerState(), d.InflightBytes())
+	}))
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return srv.Run(gctx) })
+	g.Go(func() error { return overrides.Run(gctx) })
+	g.Go(func() error {
+		n, err := waitForTopic(gctx, producer, cfg.Kafka, logger)
+		if err != nil {
+			if gctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		d, err := distributor.New(cfg.Distributor, distributor.Deps{
+			Limits:      overrides,
+			RateLimiter: tenant.NewRateLimiter(overrides, tenant.StaticDistributors(1)),
+			Producer:    producer,
+			Partitions:  distributor.StaticPartitions(n),
+			Kafka:       cfg.Kafka,
+			AuthEnabled: cfg.AuthEnabled,
+			Registerer:  reg,
+			Logger:      logger.With("component", "distributor"),
+		})
+		if err != nil {
+			return err
+		}
+		partitions = n // written before current is published, read after
+		current.Store(d)
+		logger.Info("distributor ready", "push", "http://"+srv.Addr()+"/loki/api/v1/push", "topic", cfg.Kafka.Topic, "partitions", n)
+		return d.Run(gctx)
+	})
+	err = g.Wait()
+
+	// The HTTP server has drained; hand Kafka what the producer still
+	// holds before closing it.
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.Kafka.WriteTimeout)
+	defer cancel()
+	if ferr := producer.Flush(fctx); ferr != nil {
+		logger.Warn("kafka producer flush on shutdown incomplete", "err", ferr)
+	}
+	return err
+}
+
+// waitForTopic ensures the topic exists, retrying while Kafka is not
+// reachable (a broker starting beside us in compose), and returns its
+// partition count.
+func waitForTopic(ctx context.Context, cl *kgo.Client, cfg kafka.Config, logger *slog.Logger) (int, error) {
+	create := 0
+	if cfg.AutoCreateTopicEnabled {
+		create = cfg.AutoCreateTopicDefaultPartitions
+	}
+	backoff := 250 * time.Millisecond
+	for {
+		tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		n, err := kafka.EnsureTopic(tctx, cl, cfg.Topic, create, nil)
+		cancel()
+		if err == nil {
+			return n, nil
+		}
+		if ctx.Err() != nil {
+			return 0, ctx.Err()
+		}
+		logger.Warn("waiting for Kafka", "address", cfg.Address, "topic", cfg.Topic, "err", err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
