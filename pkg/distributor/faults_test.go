@@ -173,9 +173,6 @@ func TestStalledKafkaFailsThePushAtTheWriteTimeout(t *testing.T) {
 // past the write timeout. Afterwards every line of every push that got 204
 // is in Kafka exactly once.
 func TestEveryAcknowledgedPushIsInKafkaExactlyOnce(t *testing.T) {
-	if testing.Short() {
-		t.Skip("fault schedule takes a few seconds; run without -short")
-	}
 	h := newHarness(t, harnessOptions{
 		// Long enough for the producer to retry a retriable error inside
 		// the push's deadline (so retries of acknowledged pushes are
