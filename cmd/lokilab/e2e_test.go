@@ -349,30 +349,9 @@ func TestKcatReadsTheRecords(t *testing.T) {
 // countIDs counts each line ID (pushtest's id=...) across the records.
 func countIDs(t *testing.T, recs []*kgo.Record) map[string]int {
 	t.Helper()
-	counts := map[string]int{}
-	for _, r := range recs {
-		_, s, err := kafka.DecodeRecord(r)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, e := range s.Entries {
-			counts[lineID(e.Line)]++
-		}
+	counts, err := pushtest.CountIDs(recs)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return counts
-}
-
-func lineID(line string) string {
-	if i := strings.Index(line, `"id":"`); i >= 0 {
-		rest := line[i+6:]
-		return rest[:strings.IndexByte(rest, '"')]
-	}
-	if i := strings.Index(line, " id="); i >= 0 {
-		rest := line[i+4:]
-		if j := strings.IndexAny(rest, " \n"); j >= 0 {
-			return rest[:j]
-		}
-		return rest
-	}
-	return ""
 }

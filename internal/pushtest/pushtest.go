@@ -166,3 +166,23 @@ func Gzip(b []byte) []byte {
 	_ = zw.Close()
 	return buf.Bytes()
 }
+
+// LineID returns the ID that Request embedded in a line (Options.ID), or ""
+// when there is none: " id=X" in text lines, "id":"X" in JSON lines.
+func LineID(line string) string {
+	if i := strings.Index(line, `"id":"`); i >= 0 {
+		rest := line[i+6:]
+		if j := strings.IndexByte(rest, '"'); j >= 0 {
+			return rest[:j]
+		}
+		return ""
+	}
+	if i := strings.Index(line, " id="); i >= 0 {
+		rest := line[i+4:]
+		if j := strings.IndexAny(rest, " \n"); j >= 0 {
+			return rest[:j]
+		}
+		return rest
+	}
+	return ""
+}

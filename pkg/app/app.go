@@ -52,9 +52,17 @@ func (c *DistributorConfig) RegisterFlags(fs *flag.FlagSet) {
 	c.RuntimeConfig.RegisterFlags(fs)
 }
 
-// Validate checks every component's configuration.
+// Validate checks every component's configuration, and the one constraint
+// between them: a push may wait write_timeout for Kafka, so the HTTP server
+// must allow longer than that to answer, or clients would see a dropped
+// connection instead of the 503.
 func (c *DistributorConfig) Validate() error {
-	return errors.Join(c.Server.Validate(), c.Distributor.Validate(), c.Kafka.Validate(), c.Limits.Validate())
+	err := errors.Join(c.Server.Validate(), c.Distributor.Validate(), c.Kafka.Validate(), c.Limits.Validate())
+	if c.Server.WriteTimeout > 0 && c.Server.WriteTimeout <= c.Kafka.WriteTimeout {
+		err = errors.Join(err, fmt.Errorf("server.http_server_write_timeout (%s) must exceed kafka_config.write_timeout (%s)",
+			c.Server.WriteTimeout, c.Kafka.WriteTimeout))
+	}
+	return err
 }
 
 // RunDistributor runs a distributor process until ctx is done. configView

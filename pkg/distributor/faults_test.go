@@ -320,40 +320,12 @@ func failureCounts(t *testing.T, h *harness) map[string]float64 {
 	return out
 }
 
-// lineCounts counts, per line ID (the id=... that pushtest embeds), how
-// many times it occurs in the records.
+// lineCounts counts, per line ID, how many times it occurs in the records.
 func lineCounts(t *testing.T, recs []*kgo.Record) map[string]int {
 	t.Helper()
-	counts := map[string]int{}
-	for _, rec := range recs {
-		_, s, err := kafka.DecodeRecord(rec)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, e := range s.Entries {
-			id := lineID(e.Line)
-			if id == "" {
-				t.Fatalf("line without an id: %q", e.Line)
-			}
-			counts[id]++
-		}
+	counts, err := pushtest.CountIDs(recs)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return counts
-}
-
-// lineID extracts the id pushtest embedded: " id=X" in text lines, "id":"X"
-// in JSON ones.
-func lineID(line string) string {
-	if i := strings.Index(line, `"id":"`); i >= 0 {
-		rest := line[i+6:]
-		return rest[:strings.IndexByte(rest, '"')]
-	}
-	if i := strings.Index(line, " id="); i >= 0 {
-		rest := line[i+4:]
-		if j := strings.IndexAny(rest, " \n"); j >= 0 {
-			return rest[:j]
-		}
-		return rest
-	}
-	return ""
 }
