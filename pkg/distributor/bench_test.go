@@ -2,12 +2,15 @@ package distributor
 
 import (
 	"bytes"
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/lokilab/lokilab/internal/pushtest"
 	"github.com/lokilab/lokilab/pkg/push"
@@ -49,14 +52,37 @@ func BenchmarkDecodeValidate(b *testing.B) {
 // clients POST 100-line protobuf pushes over HTTP to a distributor writing
 // to the embedded broker (persisted to disk), each push answered only after
 // Kafka acknowledged it. It reports lines/s and push latency percentiles.
+// The no-kafka case is the baseline: the same HTTP, decoding and validation,
+// with a producer that acknowledges at once; the ratio between the two is
+// what durability in Kafka costs.
 //
 //	go test ./pkg/distributor -run '^$' -bench PushEndToEnd -benchtime 10s
 func BenchmarkPushEndToEnd(b *testing.B) {
+	for _, kafka := range []bool{true, false} {
+		name := "kafka"
+		if !kafka {
+			name = "no-kafka"
+		}
+		b.Run(name, func(b *testing.B) { benchmarkPushEndToEnd(b, kafka) })
+	}
+}
+
+// ackingProducer acknowledges every record at once: no Kafka.
+type ackingProducer struct{}
+
+func (ackingProducer) TryProduce(_ context.Context, r *kgo.Record, promise func(*kgo.Record, error)) {
+	promise(r, nil)
+}
+
+func benchmarkPushEndToEnd(b *testing.B, withKafka bool) {
 	h := newHarness(b, harnessOptions{partitions: 12, limits: func(l *tenant.Limits) {
 		// The harness clock stands still, so the bucket never refills:
 		// make it large enough for the whole run.
 		l.IngestionRateMB, l.IngestionBurstSizeMB = 1e6, 1e6
 	}})
+	if !withKafka {
+		h.d.deps.Producer = ackingProducer{}
+	}
 	url := h.srv.URL + "/loki/api/v1/push"
 	const clients, linesPerPush = 8, 100
 	bodies := make([][]byte, 64)
