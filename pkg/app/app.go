@@ -135,7 +135,7 @@ func runDistributor(ctx context.Context, cfg DistributorConfig, srv *server.Serv
 		}
 		d, err := distributor.New(cfg.Distributor, distributor.Deps{
 			Limits:      overrides,
-			RateLimiter: tenant.NewRateLimiter(overrides, tenant.StaticDistributors(1)),
+			RateLimiter: tenant.NewRateLimiter(overrides, tenant.StaticDistributors(1), nil),
 			Producer:    producer,
 			Partitions:  distributor.StaticPartitions(n),
 			Kafka:       cfg.Kafka,

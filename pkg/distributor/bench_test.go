@@ -35,7 +35,7 @@ func BenchmarkDecodeValidate(b *testing.B) {
 			for b.Loop() {
 				r := httptest.NewRequest(http.MethodPost, "/loki/api/v1/push", bytes.NewReader(body))
 				r.Header = h
-				got, _, err := push.ReadRequest(r, 100<<20)
+				got, _, err := push.ReadRequest(r, push.ReadOptions{MaxBytes: 100 << 20})
 				if err != nil {
 					b.Fatal(err)
 				}

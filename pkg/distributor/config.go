@@ -12,13 +12,18 @@ import (
 // live in tenant.Limits; Kafka settings in kafka.Config.
 type Config struct {
 	// MaxRecvMsgSize bounds a push body, both as sent and after
-	// decompression; larger bodies get 413. Default 100MiB, Loki's. Each
-	// request in decode holds up to this much memory.
+	// decompression; larger bodies get 413. Default 100MiB, Loki's. One
+	// request can hold several times this while it is decoded (the body,
+	// its decompressed form, the decoded lines).
 	MaxRecvMsgSize config.ByteSize `yaml:"max_recv_msg_size"`
-	// MaxInflightPushBytes bounds the decoded bytes of pushes between
-	// decoding and Kafka answering for every record; a push that would
-	// exceed it gets 503 at once. Default 256MiB. This is what keeps a slow
-	// or stalled Kafka from growing the distributor until it is OOM-killed:
+	// MaxInflightPushBytes bounds the memory pushes hold: each request is
+	// charged for its body, its decompressed form and its decoding as soon
+	// as their sizes are known (the body by Content-Length before it is
+	// read), and its records from encoding until Kafka answers for them,
+	// which can outlast the push's answer. A push that would exceed it gets
+	// 503 at once; a push alone in flight is always admitted. Default
+	// 512MiB. This is what keeps a slow or stalled Kafka, or a burst of
+	// large pushes, from growing the distributor until it is OOM-killed:
 	// memory stays bounded and clients see back-pressure they can retry.
 	// 0 disables the limit.
 	MaxInflightPushBytes config.ByteSize `yaml:"max_inflight_push_bytes"`
@@ -52,8 +57,8 @@ type BreakerConfig struct {
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.MaxRecvMsgSize = 100 << 20
 	fs.Var(&c.MaxRecvMsgSize, "distributor.max-recv-msg-size", "Maximum push body size, compressed and decompressed.")
-	c.MaxInflightPushBytes = 256 << 20
-	fs.Var(&c.MaxInflightPushBytes, "distributor.max-inflight-push-bytes", "Maximum decoded push bytes awaiting Kafka; more gets 503. 0 disables.")
+	c.MaxInflightPushBytes = 512 << 20
+	fs.Var(&c.MaxInflightPushBytes, "distributor.max-inflight-push-bytes", "Maximum bytes held by pushes being decoded or awaiting Kafka; more gets 503. 0 disables.")
 	fs.BoolVar(&c.Breaker.Enabled, "distributor.kafka-breaker.enabled", true, "Enable the circuit breaker around Kafka writes.")
 	fs.IntVar(&c.Breaker.ConsecutiveFailures, "distributor.kafka-breaker.consecutive-failures", 5, "Consecutive failed Kafka writes that open the breaker.")
 	fs.DurationVar(&c.Breaker.OpenTimeout, "distributor.kafka-breaker.open-timeout", 5*time.Second, "How long the breaker stays open before probing Kafka.")

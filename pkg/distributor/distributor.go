@@ -8,20 +8,22 @@
 //  1. Tenant: X-Scope-OrgID (401 "no org id" when auth is on and it is
 //     missing; 400 when it is not a valid ID).
 //  2. Decode: JSON or snappy protobuf, gzip/deflate undone, every stage
-//     bounded by max_recv_msg_size (413 past it).
+//     bounded by max_recv_msg_size (413 past it) and charged to the
+//     in-flight budget before its memory is allocated (503 past it).
 //  3. Validate: labels, then entries, in Loki's order with Loki's reasons
 //     and messages (validate.go). Invalid entries are dropped and counted in
 //     loki_discarded_samples_total{reason}; the rest carry on.
-//  4. Rate limit: the whole validated push against the tenant's token
-//     bucket (429 rate_limited, nothing written).
-//  5. Admission: the push's bytes against max_inflight_push_bytes (503),
-//     and the circuit breaker (503 at once while Kafka is known to be down).
+//  4. Admission: the records' bytes against max_inflight_push_bytes, and the
+//     circuit breaker (503 at once while Kafka is known to be down).
+//  5. Rate limit: the whole validated push against the tenant's token
+//     bucket (429 rate_limited, nothing written). After admission, so that
+//     pushes the system refuses do not spend the tenant's tokens.
 //  6. Write: each stream's records to partition ring(hash(tenant, labels)),
 //     produced with acks=all and idempotence; wait for every record's
 //     acknowledgement, at most kafka write_timeout.
-//  7. Answer: 204, or 400 with the first validation error when some entries
-//     were invalid (the valid ones are already durable), or 5xx when any
-//     record failed or the wait timed out.
+//  7. Answer: 204, or 400 with the grouped validation errors when some
+//     entries were invalid (the valid ones are already durable), or 5xx when
+//     any record failed or the wait timed out.
 //
 // A 5xx does not mean nothing was written: some records of the push may have
 // been acknowledged before another failed or the timeout hit. The client
@@ -46,6 +48,7 @@ import (
 	"github.com/sony/gobreaker/v2"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/lokilab/lokilab/pkg/config"
 	"github.com/lokilab/lokilab/pkg/kafka"
 	"github.com/lokilab/lokilab/pkg/push"
 	"github.com/lokilab/lokilab/pkg/tenant"
@@ -119,6 +122,9 @@ func New(cfg Config, deps Deps) (*Distributor, error) {
 			Name:        "kafka",
 			MaxRequests: uint32(cfg.Breaker.HalfOpenRequests),
 			Timeout:     cfg.Breaker.OpenTimeout,
+			// A push refused by the rate limiter after the breaker let it
+			// through says nothing about Kafka.
+			IsExcluded: func(err error) bool { return errors.Is(err, errRateLimited) },
 			ReadyToTrip: func(c gobreaker.Counts) bool {
 				return c.ConsecutiveFailures >= uint32(cfg.Breaker.ConsecutiveFailures)
 			},
@@ -152,21 +158,35 @@ func (d *Distributor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	req, wire, err := push.ReadRequest(r, int(d.cfg.MaxRecvMsgSize))
+	// The request's memory is charged to the in-flight budget stage by
+	// stage, before it is allocated where the size is known, and released
+	// when the push is answered.
+	b := &budget{d: d}
+	defer b.release()
+	req, wire, err := push.ReadRequest(r, push.ReadOptions{MaxBytes: int(d.cfg.MaxRecvMsgSize), Reserve: b.reserve})
 	d.metrics.wireBytes.WithLabelValues(tenantID).Add(float64(wire))
 	if err != nil {
-		if errors.Is(err, push.ErrTooLarge) {
+		var he *Error
+		switch {
+		case errors.As(err, &he):
+			http.Error(w, he.Msg, he.Status)
+		case errors.Is(err, push.ErrTooLarge):
 			http.Error(w, err.Error(), http.StatusRequestEntityTooLarge)
-			return
+		default:
+			http.Error(w, "error parsing push request: "+err.Error(), http.StatusBadRequest)
 		}
-		http.Error(w, "error parsing push request: "+err.Error(), http.StatusBadRequest)
 		return
 	}
+	// The server's write deadline started when the headers arrived, so a
+	// slow upload has eaten into it. Give the answer its own deadline,
+	// long enough for the Kafka wait, or a slow client would lose its 204
+	// or 503 to a closed connection and retry a push that was stored.
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(d.deps.Kafka.WriteTimeout + 5*time.Second))
 	tp := r.Header.Get("traceparent")
 	if !traceparentRE.MatchString(tp) {
 		tp = ""
 	}
-	if err := d.Push(r.Context(), tenantID, req, tp); err != nil {
+	if err := d.push(tenantID, req, tp, b); err != nil {
 		var he *Error
 		if errors.As(err, &he) {
 			http.Error(w, he.Msg, he.Status)
@@ -191,10 +211,18 @@ func errorf(status int, format string, args ...any) *Error {
 	return &Error{Status: status, Msg: fmt.Sprintf(format, args...)}
 }
 
-// Push validates, rate-limits and writes one push for tenantID. A nil error
-// means every valid entry is acknowledged by Kafka and nothing was invalid;
-// an *Error carries the status to answer with otherwise.
-func (d *Distributor) Push(ctx context.Context, tenantID string, req *push.Request, traceparent string) error {
+// Push validates, rate-limits and writes one push for tenantID, already
+// decoded. A nil error means every valid entry is acknowledged by Kafka and
+// nothing was invalid; an *Error carries the status to answer with
+// otherwise. Push filters req's entries in place (and sorts their
+// structured metadata): req belongs to the distributor from here on.
+func (d *Distributor) Push(tenantID string, req *push.Request, traceparent string) error {
+	b := &budget{d: d}
+	defer b.release()
+	return d.push(tenantID, req, traceparent, b)
+}
+
+func (d *Distributor) push(tenantID string, req *push.Request, traceparent string, b *budget) error {
 	if len(req.Streams) == 0 {
 		return errorf(http.StatusUnprocessableEntity, "error at least one valid stream is required for ingestion")
 	}
@@ -210,18 +238,7 @@ func (d *Distributor) Push(ctx context.Context, tenantID string, req *push.Reque
 		}
 		return nil // streams without entries: nothing to store
 	}
-
-	if !d.deps.RateLimiter.AllowN(now, tenantID, v.bytes) {
-		var ds discards
-		ds.add(reasonRateLimited, v.lines, v.bytes)
-		d.metrics.countDiscards(tenantID, &ds)
-		limit, _ := d.deps.RateLimiter.Limit(tenantID)
-		return errorf(http.StatusTooManyRequests,
-			"Ingestion rate limit exceeded for user %s (limit: %d bytes/sec) while attempting to ingest '%d' lines totaling '%d' bytes, reduce log volume or contact your Loki administrator to see if the limit can be increased",
-			tenantID, int(limit), v.lines, v.bytes)
-	}
-
-	if err := d.write(tenantID, v, traceparent); err != nil {
+	if err := d.write(tenantID, v, traceparent, b, now); err != nil {
 		return err
 	}
 	d.metrics.linesAcked.WithLabelValues(tenantID).Add(float64(v.lines))
@@ -232,9 +249,20 @@ func (d *Distributor) Push(ctx context.Context, tenantID string, req *push.Reque
 	return nil
 }
 
-// write produces the validated streams and waits for Kafka's answer on every
-// record, at most the write timeout.
-func (d *Distributor) write(tenantID string, v *validated, traceparent string) error {
+// errRateLimited tells the breaker that a push was refused before Kafka was
+// tried: it is neither a success nor a failure of Kafka.
+var errRateLimited = errors.New("rate limited")
+
+// write encodes the validated streams into records, admits them (in-flight
+// bytes, breaker), charges the tenant's rate limit, produces them and waits
+// for Kafka's answer on every record, at most the write timeout.
+//
+// Admission comes before the rate limit on purpose: a push refused because
+// the distributor or Kafka cannot take it does not spend the tenant's
+// tokens, so clients retrying through an outage do not find their buckets
+// empty when it ends. (Pushes that pass admission and then fail in Kafka do
+// spend them; the breaker bounds how many.)
+func (d *Distributor) write(tenantID string, v *validated, traceparent string, b *budget, now time.Time) error {
 	records := make([]*kgo.Record, 0, len(v.streams))
 	for i := range v.streams {
 		s := &v.streams[i]
@@ -259,11 +287,12 @@ func (d *Distributor) write(tenantID string, v *validated, traceparent string) e
 		size += len(r.Value)
 	}
 
-	// Admission: bytes in flight, then the breaker.
-	if !d.reserve(size) {
+	// Admission. The records' bytes are charged apart from the request's:
+	// they stay in the producer until Kafka answers, which may be after
+	// the push has been answered (on timeout).
+	if !d.reserve(size, b.held) {
 		d.metrics.pushFailures.WithLabelValues("inflight_limit").Inc()
-		return errorf(http.StatusServiceUnavailable,
-			"distributor has too many push bytes in flight (limit %d bytes): Kafka is not keeping up; retry with backoff", d.cfg.MaxInflightPushBytes)
+		return errInflightLimit(d.cfg.MaxInflightPushBytes)
 	}
 	report := func(error) {}
 	if d.breaker != nil {
@@ -277,13 +306,29 @@ func (d *Distributor) write(tenantID string, v *validated, traceparent string) e
 		report = func(err error) { once.Do(func() { done(err) }) }
 	}
 
+	// The tenant pays.
+	if !d.deps.RateLimiter.AllowN(now, tenantID, v.bytes) {
+		d.release(size)
+		report(errRateLimited)
+		var ds discards
+		ds.add(reasonRateLimited, v.lines, v.bytes)
+		d.metrics.countDiscards(tenantID, &ds)
+		limit, _ := d.deps.RateLimiter.Limit(tenantID)
+		return errorf(http.StatusTooManyRequests,
+			"Ingestion rate limit exceeded for user %s (limit: %d bytes/sec) while attempting to ingest '%d' lines totaling '%d' bytes, reduce log volume or contact your Loki administrator to see if the limit can be increased",
+			tenantID, int(limit), v.lines, v.bytes)
+	}
+
 	w := &pendingWrite{remaining: len(records), done: make(chan struct{})}
 	start := time.Now()
 	// Records are produced under a context that no client controls: franz-go
 	// fails every record buffered in a partition when the first record's
 	// context is canceled, so a request context would let one disconnecting
 	// client fail other clients' pushes. The write timeout bounds the wait
-	// below; RecordDeliveryTimeout bounds the records.
+	// below. It does not bound the records: once sent, an idempotent
+	// producer cannot drop them until the broker answers, however long that
+	// takes. Their bytes stay charged to the in-flight budget until then,
+	// which is what keeps a stalled Kafka from growing memory (ADR 5).
 	for _, r := range records {
 		d.deps.Producer.TryProduce(context.Background(), r, func(_ *kgo.Record, err error) {
 			last, late := w.finish(err)
@@ -376,15 +421,16 @@ func resultLabel(err error) string {
 	return "success"
 }
 
-// reserve admits n bytes if they fit under the in-flight limit.
-func (d *Distributor) reserve(n int) bool {
+// reserve admits n more bytes for a push already holding own bytes if
+// they fit under the in-flight limit, or if the push is alone in flight: a
+// push larger than the whole budget must still be able to succeed when
+// nothing else is running, or its client would retry it forever
+// (max_recv_msg_size is what bounds a single push).
+func (d *Distributor) reserve(n, own int) bool {
 	limit := int64(d.cfg.MaxInflightPushBytes)
 	for {
 		cur := d.inflightBytes.Load()
-		if limit > 0 && cur+int64(n) > limit && cur > 0 {
-			// cur > 0: a single push larger than the limit is still
-			// admitted when nothing else is in flight, or it could never
-			// succeed (max_recv_msg_size bounds it instead).
+		if limit > 0 && cur+int64(n) > limit && cur > int64(own) {
 			return false
 		}
 		if d.inflightBytes.CompareAndSwap(cur, cur+int64(n)) {
@@ -399,7 +445,34 @@ func (d *Distributor) release(n int) {
 	d.metrics.inflight.Sub(float64(n))
 }
 
-// InflightBytes is the push bytes currently awaiting Kafka.
+// budget is one request's share of the in-flight bytes: what its body,
+// decompression and decoding hold until it is answered.
+type budget struct {
+	d    *Distributor
+	held int
+}
+
+func (b *budget) reserve(n int) error {
+	if !b.d.reserve(n, b.held) {
+		b.d.metrics.pushFailures.WithLabelValues("inflight_limit").Inc()
+		return errInflightLimit(b.d.cfg.MaxInflightPushBytes)
+	}
+	b.held += n
+	return nil
+}
+
+func (b *budget) release() {
+	b.d.release(b.held)
+	b.held = 0
+}
+
+func errInflightLimit(limit config.ByteSize) *Error {
+	return errorf(http.StatusServiceUnavailable,
+		"distributor has too many push bytes in flight (limit %s): Kafka or the distributor is not keeping up; retry with backoff", limit)
+}
+
+// InflightBytes is the push bytes currently held: requests being decoded
+// and answered, and records awaiting Kafka.
 func (d *Distributor) InflightBytes() int64 { return d.inflightBytes.Load() }
 
 // BreakerState is the circuit breaker's state: closed, half-open or open

@@ -3,6 +3,7 @@ package distributor
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -436,5 +437,39 @@ func TestTraceparentIsCarriedToRecords(t *testing.T) {
 	slices.Sort(got)
 	if got[0] != "" || got[1] != "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01" {
 		t.Fatalf("traceparent headers %q: want the valid one carried and the invalid one dropped", got)
+	}
+}
+
+// TestSlowUploadStillGetsItsAnswer: the server's write timeout runs from the
+// end of the headers, so a body that takes longer than it to arrive would
+// leave no time to answer. The push handler gives its answer a deadline of
+// its own: the client gets its 204 instead of a dropped connection (and a
+// retry of a push that was stored).
+func TestSlowUploadStillGetsItsAnswer(t *testing.T) {
+	h := newHarness(t, harnessOptions{serverWriteTimeout: 300 * time.Millisecond})
+	body, hdr, err := pushtest.Body(onePush("slow"), pushtest.Protobuf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr, pw := io.Pipe()
+	go func() {
+		// Trickle the body over ~600ms, twice the write timeout.
+		for i := range body {
+			if _, err := pw.Write(body[i : i+1]); err != nil {
+				return
+			}
+			time.Sleep(600 * time.Millisecond / time.Duration(len(body)))
+		}
+		pw.Close()
+	}()
+	r, err := http.NewRequest(http.MethodPost, h.srv.URL+"/loki/api/v1/push", pr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Header = hdr
+	r.ContentLength = int64(len(body))
+	resp := h.do(r)
+	if resp.code != http.StatusNoContent {
+		t.Fatalf("slow upload answered %d %q", resp.code, resp.body)
 	}
 }

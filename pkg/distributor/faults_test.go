@@ -2,7 +2,9 @@ package distributor
 
 import (
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,6 +20,7 @@ import (
 	"github.com/lokilab/lokilab/internal/pushtest"
 	"github.com/lokilab/lokilab/pkg/kafka"
 	"github.com/lokilab/lokilab/pkg/push"
+	"github.com/lokilab/lokilab/pkg/tenant"
 )
 
 // waitFor polls cond until it holds or the deadline passes. It waits for
@@ -126,7 +129,9 @@ func TestStalledKafkaFailsThePushAtTheWriteTimeout(t *testing.T) {
 	h := newHarness(t, harnessOptions{
 		kafka: func(c *kafka.Config) { c.WriteTimeout = 300 * time.Millisecond },
 		cfg: func(c *Config) {
-			c.MaxInflightPushBytes = 1000 // a little over one push
+			// Smaller than one push: the first is admitted only because
+			// it is alone in flight.
+			c.MaxInflightPushBytes = 1000
 			c.Breaker.ConsecutiveFailures = 100
 		},
 	})
@@ -164,6 +169,49 @@ func TestStalledKafkaFailsThePushAtTheWriteTimeout(t *testing.T) {
 	if resp := h.push("", onePush("after"), pushtest.Protobuf); resp.code != http.StatusNoContent {
 		t.Fatalf("push after recovery answered %d %q", resp.code, resp.body)
 	}
+}
+
+// TestInflightBudgetRefusesBeforeReadingTheBody: while a stalled Kafka
+// holds records, a push whose declared body would exceed the budget is
+// refused from its Content-Length alone, before a byte of it is read or
+// allocated.
+func TestInflightBudgetRefusesBeforeReadingTheBody(t *testing.T) {
+	h := newHarness(t, harnessOptions{
+		kafka: func(c *kafka.Config) { c.WriteTimeout = 300 * time.Millisecond },
+		cfg:   func(c *Config) { c.MaxInflightPushBytes = 64 << 10 },
+	})
+	release := stallProduce(h.broker.Cluster())
+	defer release()
+	if resp := h.push("", onePush("held"), pushtest.Protobuf); resp.code != http.StatusServiceUnavailable {
+		t.Fatalf("push to a stalled broker answered %d %q", resp.code, resp.body)
+	}
+	held := h.d.InflightBytes()
+	if held == 0 || held > 16<<10 {
+		t.Fatalf("%d bytes in flight after the stalled push; want its records only", held)
+	}
+
+	r := httptest.NewRequest(http.MethodPost, "/loki/api/v1/push", mustNotRead{t})
+	r.Header.Set("Content-Type", "application/x-protobuf")
+	r.ContentLength = 64<<10 - held + 1
+	rec := httptest.NewRecorder()
+	h.d.ServeHTTP(rec, r)
+	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "too many push bytes in flight") {
+		t.Fatalf("answered %d %q, want 503 before reading", rec.Code, rec.Body.String())
+	}
+	if h.d.InflightBytes() != held {
+		t.Fatalf("the refused push left %d bytes charged", h.d.InflightBytes()-held)
+	}
+	if got := metricstest.Value(t, h.reg, "lokilab_distributor_push_failures_total", "reason", "inflight_limit"); got != 1 {
+		t.Fatalf("inflight_limit failures = %v", got)
+	}
+}
+
+// mustNotRead is a request body that fails the test when read.
+type mustNotRead struct{ t *testing.T }
+
+func (m mustNotRead) Read([]byte) (int, error) {
+	m.t.Error("the body was read")
+	return 0, io.EOF
 }
 
 // TestEveryAcknowledgedPushIsInKafkaExactlyOnce is the write path's core
@@ -328,4 +376,46 @@ func lineCounts(t *testing.T, recs []*kgo.Record) map[string]int {
 		t.Fatal(err)
 	}
 	return counts
+}
+
+// TestRefusedPushesDoNotSpendRateLimit: pushes refused because Kafka is
+// known to be down (breaker open) do not spend the tenant's tokens, so a
+// client retrying through the outage is not rate-limited when it ends.
+func TestRefusedPushesDoNotSpendRateLimit(t *testing.T) {
+	size := 0
+	for _, s := range onePush("x0").Streams {
+		for _, e := range s.Entries {
+			size += e.Size()
+		}
+	}
+	h := newHarness(t, harnessOptions{
+		cfg: func(c *Config) {
+			c.Breaker.ConsecutiveFailures = 2
+			c.Breaker.OpenTimeout = 100 * time.Millisecond
+		},
+		// Room for three pushes and no refill (the test clock stands
+		// still): two that fail in Kafka and open the breaker, one after
+		// recovery.
+		limits: func(l *tenant.Limits) {
+			l.IngestionRateMB = 0
+			l.IngestionBurstSizeMB = float64(3*size+size/2) / tenant.BytesInMB
+		},
+	})
+	fault := h.broker.Cluster().Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: "loki", Err: kerr.UnknownServerError, Count: -1})
+	for i := range 2 {
+		if resp := h.push("", onePush(fmt.Sprint("x", i)), pushtest.Protobuf); resp.code != http.StatusServiceUnavailable {
+			t.Fatalf("push %d answered %d %q", i, resp.code, resp.body)
+		}
+	}
+	for i := range 20 {
+		resp := h.push("", onePush(fmt.Sprint("open", i)), pushtest.Protobuf)
+		if resp.code != http.StatusServiceUnavailable || !strings.Contains(resp.body, "circuit breaker is open") {
+			t.Fatalf("push while open answered %d %q", resp.code, resp.body)
+		}
+	}
+	fault.Remove()
+	waitFor(t, "the breaker to let a probe through", func() bool { return h.d.BreakerState() != "open" })
+	if resp := h.push("", onePush("after"), pushtest.Protobuf); resp.code != http.StatusNoContent {
+		t.Fatalf("first push after the outage answered %d %q: the refused pushes spent the tenant's tokens", resp.code, resp.body)
+	}
 }

@@ -48,6 +48,8 @@ type harnessOptions struct {
 	cfg        func(*Config)
 	kafka      func(*kafka.Config)
 	limits     func(*tenant.Limits)
+	// serverWriteTimeout, if set, is the HTTP server's WriteTimeout.
+	serverWriteTimeout time.Duration
 }
 
 func newHarness(t testing.TB, o harnessOptions) *harness {
@@ -106,7 +108,7 @@ func newHarness(t testing.TB, o harnessOptions) *harness {
 	}
 	h.d, err = New(cfg, Deps{
 		Limits:      h.overrides,
-		RateLimiter: tenant.NewRateLimiter(h.overrides, tenant.StaticDistributors(1)),
+		RateLimiter: tenant.NewRateLimiter(h.overrides, tenant.StaticDistributors(1), h.clock),
 		Producer:    producer,
 		Partitions:  StaticPartitions(o.partitions),
 		Kafka:       kcfg,
@@ -117,7 +119,9 @@ func newHarness(t testing.TB, o harnessOptions) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.srv = httptest.NewServer(h.d)
+	h.srv = httptest.NewUnstartedServer(h.d)
+	h.srv.Config.WriteTimeout = o.serverWriteTimeout
+	h.srv.Start()
 	t.Cleanup(h.srv.Close)
 	return h
 }
@@ -179,7 +183,7 @@ func (h *harness) do(r *http.Request) response {
 	client := &http.Client{Timeout: 60 * time.Second}
 	resp, err := client.Do(r)
 	if err != nil {
-		h.t.Fatal(err)
+		h.t.Fatalf("no answer: %v", err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)

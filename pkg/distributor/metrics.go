@@ -99,14 +99,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 }
 
 func (m *metrics) countReceived(tenantID string, req *push.Request) {
-	lines, bytes := 0, 0
+	bytes := 0
 	for i := range req.Streams {
-		for j := range req.Streams[i].Entries {
-			lines++
-			bytes += req.Streams[i].Entries[j].Size()
-		}
+		bytes += entriesSize(req.Streams[i].Entries)
 	}
-	m.linesReceived.WithLabelValues(tenantID).Add(float64(lines))
+	m.linesReceived.WithLabelValues(tenantID).Add(float64(req.Entries()))
 	m.bytesReceived.WithLabelValues(tenantID).Add(float64(bytes))
 }
 

@@ -17,6 +17,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -38,10 +39,14 @@ func NewWriterClient(cfg Config, reg prometheus.Registerer, logger *slog.Logger,
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.ProducerLinger(cfg.ProducerLinger),
 		kgo.MaxBufferedBytes(int(cfg.ProducerMaxBufferedBytes)),
+		// Bytes are the bound that matters (and the distributor's
+		// in-flight budget sits in front of it); franz-go's default cap
+		// of 50k records would refuse pushes of many small streams.
+		kgo.MaxBufferedRecords(math.MaxInt),
 		kgo.ProducerBatchMaxBytes(producerBatchMaxBytes),
-		// franz-go's minimum delivery timeout is 1s; a shorter write
-		// timeout still bounds the push, the record just may live on in
-		// the buffer a little longer.
+		// A record not yet sent is failed after this long (franz-go's
+		// minimum is 1s); one already sent waits for the broker's answer,
+		// because failing it would break the idempotent sequence.
 		kgo.RecordDeliveryTimeout(max(cfg.WriteTimeout, time.Second)),
 	)
 	cl, err := kgo.NewClient(append(opts, extra...)...)

@@ -26,10 +26,10 @@ type Config struct {
 	DialTimeout time.Duration `yaml:"dial_timeout"`
 	// WriteTimeout is how long a push waits for Kafka to acknowledge all
 	// its records before it is answered 503. Default 10s, Loki's. It is
-	// also the producer's record delivery timeout, so a record never sits
-	// in the producer's buffer much longer than its push waited for it.
-	// Lower it to fail fast when Kafka stalls; raise it to ride out a
-	// leader election without errors.
+	// also the producer's record delivery timeout: a record not yet sent
+	// by then is failed (a record already sent waits for the broker's
+	// answer). Lower it to fail fast when Kafka stalls; raise it to ride
+	// out a leader election without errors.
 	WriteTimeout time.Duration `yaml:"write_timeout"`
 	// ProducerMaxRecordSizeBytes caps a record's value; a stream larger
 	// than this is split across records. Default 960KiB, which keeps a
@@ -38,8 +38,10 @@ type Config struct {
 	// limit raised too.
 	ProducerMaxRecordSizeBytes int `yaml:"producer_max_record_size_bytes"`
 	// ProducerMaxBufferedBytes bounds the bytes the producer holds waiting
-	// for acknowledgement; when full, produce calls block (until the write
-	// timeout). Default 1GiB, Loki's.
+	// for acknowledgement; when full, a push fails at once with 503
+	// (producer_buffer_full) rather than waiting for space. Default 1GiB,
+	// Loki's; the distributor's max_inflight_push_bytes normally refuses
+	// pushes before this fills.
 	ProducerMaxBufferedBytes config.ByteSize `yaml:"producer_max_buffered_bytes"`
 	// ProducerLinger is how long a partition's batch waits for more records
 	// before it is sent. Default 10ms (franz-go's). Longer lingers make

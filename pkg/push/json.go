@@ -95,6 +95,14 @@ func (d *jsonDecoder) stream(v *fastjson.Value, dst *Stream) error {
 	if err != nil {
 		return fmt.Errorf("stream: %w", err)
 	}
+	// A name must be checked here, not left to the distributor's parse of
+	// the rendered string: the key `app="x", evil` would render as two
+	// labels. Like Loki, a bad label name fails the whole request.
+	for _, l := range ls {
+		if !labels.IsValidName(l.Name) {
+			return fmt.Errorf("stream: invalid label name %q", l.Name)
+		}
+	}
 	dst.Labels = labels.New(ls...).String()
 
 	vv := v.Get("values")

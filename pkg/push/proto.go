@@ -303,8 +303,16 @@ func decodeTimestamp(b []byte) (int64, error) {
 	if nsec < 0 || nsec >= 1e9 {
 		return 0, fmt.Errorf("timestamp: nanos %d out of range [0, 1e9)", nsec)
 	}
-	if sec < minSeconds || sec > maxSeconds || (sec == maxSeconds && nsec > math.MaxInt64%1_000_000_000) {
+	// sec*1e9 + nsec must fit an int64. splitTimestamp rounds seconds down,
+	// so the lowest representable instant has seconds one below
+	// MinInt64/1e9 (which rounds toward zero) and a large nanos part.
+	switch {
+	case sec > maxSeconds || (sec == maxSeconds && nsec > math.MaxInt64%1_000_000_000):
 		return 0, fmt.Errorf("timestamp: %d seconds is outside the range of int64 nanoseconds", sec)
+	case sec < minSeconds-1 || (sec == minSeconds-1 && nsec < 1_000_000_000+math.MinInt64%1_000_000_000):
+		return 0, fmt.Errorf("timestamp: %d seconds is outside the range of int64 nanoseconds", sec)
+	case sec == minSeconds-1:
+		return (sec+1)*1e9 + (nsec - 1e9), nil // sec*1e9 alone would overflow
 	}
 	return sec*1e9 + nsec, nil
 }

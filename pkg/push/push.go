@@ -11,13 +11,14 @@
 // # Memory
 //
 // The decoders are on the hottest path of the system, so they are written to
-// allocate per request, not per line: DecodeProto and DecodeJSON return
-// strings that alias the buffer they decoded (the protobuf body, or the JSON
-// parser's private copy of it). The buffer must not be modified afterwards;
-// in exchange a 1000-line push costs a handful of allocations instead of
-// several thousand. The price is that one retained line keeps its whole
-// request buffer alive, which is why the ingester copies lines into its
-// chunks rather than keeping the strings.
+// allocate per request, not per line. DecodeProto returns strings that alias
+// the buffer it decoded, which must not be modified afterwards. DecodeJSON
+// copies every string it keeps into one arena allocated per request (its
+// pooled parser's buffer is reused, so nothing may alias it). Either way a
+// 1000-line push costs a handful of allocations instead of several thousand.
+// The price is that one retained line keeps its whole request's buffer
+// alive, which is why the ingester copies lines into its chunks rather than
+// keeping the strings.
 package push
 
 import (

@@ -8,6 +8,7 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 
@@ -51,6 +52,8 @@ func TestDecodeJSON(t *testing.T) {
 		{name: "not an object", body: `[1,2]`, wantErr: "must be a JSON object"},
 		{name: "streams not an array", body: `{"streams":{}}`, wantErr: "streams:"},
 		{name: "stream not an object", body: `{"streams":[1]}`, wantErr: "streams[0]: want an object"},
+		{name: "label name that would inject a label", body: `{"streams":[{"stream":{"app=\"x\", evil":"v"},"values":[["1","x"]]}]}`, wantErr: `streams[0]: stream: invalid label name "app=\"x\", evil"`},
+		{name: "label name with a dash", body: `{"streams":[{"stream":{"a-b":"v"},"values":[["1","x"]]}]}`, wantErr: `invalid label name "a-b"`},
 		{name: "label value not a string", body: `{"streams":[{"stream":{"a":1},"values":[]}]}`, wantErr: `streams[0]: stream: value of "a"`},
 		{name: "numeric timestamp", body: `{"streams":[{"stream":{"a":"b"},"values":[[1,"x"]]}]}`, wantErr: "streams[0]: values[0]: timestamp must be a string"},
 		{name: "timestamp not a number", body: `{"streams":[{"stream":{"a":"b"},"values":[["2024-01-01","x"]]}]}`, wantErr: `timestamp "2024-01-01" is not an integer`},
@@ -88,6 +91,8 @@ func sampleRequest() *Request {
 			{Timestamp: 0, Line: "epoch"},
 			{Timestamp: -1, Line: "just before the epoch"},
 			{Timestamp: math.MaxInt64, Line: "the end of int64 time"},
+			{Timestamp: math.MinInt64, Line: "the start of int64 time"},
+			{Timestamp: math.MinInt64 + 1e9 - 1, Line: "just inside the lowest second"},
 		}},
 		{Labels: `{app="db"}`, Entries: []Entry{{Timestamp: 42, Line: "ünïcödé \x00 binary \xff"}}},
 		{Labels: `{app="empty"}`},
@@ -255,7 +260,7 @@ func TestReadRequestFormats(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, wire, err := ReadRequest(httpRequest(tt.body, tt.contentType, tt.encoding, int64(len(tt.body))), 1<<20)
+			got, wire, err := ReadRequest(httpRequest(tt.body, tt.contentType, tt.encoding, int64(len(tt.body))), ReadOptions{MaxBytes: 1 << 20})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -289,7 +294,7 @@ func TestReadRequestLimits(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, _, err := ReadRequest(tt.r, limit)
+			_, _, err := ReadRequest(tt.r, ReadOptions{MaxBytes: limit})
 			if err == nil {
 				t.Fatal("no error")
 			}
@@ -326,7 +331,7 @@ func TestDecodedStringsAliasTheBuffer(t *testing.T) {
 func TestReadRequestBodyReadError(t *testing.T) {
 	r := httptest.NewRequest(http.MethodPost, "/", io.NopCloser(errReader{}))
 	r.Header.Set("Content-Type", "application/json")
-	if _, _, err := ReadRequest(r, 1<<20); err == nil || errors.Is(err, ErrTooLarge) {
+	if _, _, err := ReadRequest(r, ReadOptions{MaxBytes: 1 << 20}); err == nil || errors.Is(err, ErrTooLarge) {
 		t.Fatalf("error = %v, want a read error", err)
 	}
 }
@@ -337,19 +342,75 @@ func (errReader) Read([]byte) (int, error) { return 0, io.ErrUnexpectedEOF }
 
 // TestDecodedJSONSurvivesParserReuse guards the arena: strings of one
 // decoded request must not change when the pooled parser decodes the next.
+// The bodies have the same length, so the parser reuses its buffer in place
+// (a longer body would make it reallocate and hide an aliasing bug).
 func TestDecodedJSONSurvivesParserReuse(t *testing.T) {
-	var first Request
-	if err := DecodeJSON([]byte(`{"streams":[{"stream":{"app":"one"},"values":[["1","first line",{"k":"v1"}]]}]}`), &first); err != nil {
+	first := []byte(`{"streams":[{"stream":{"app":"one"},"values":[["1","first line",{"k":"v1"}]]}]}`)
+	other := []byte(`{"streams":[{"stream":{"app":"two"},"values":[["2","XXXXXXXXXX",{"k":"v2"}]]}]}`)
+	if len(first) != len(other) {
+		t.Fatalf("bodies differ in length (%d, %d): the test would not exercise buffer reuse", len(first), len(other))
+	}
+	var got Request
+	if err := DecodeJSON(first, &got); err != nil {
 		t.Fatal(err)
 	}
 	for range 10 {
-		var other Request
-		if err := DecodeJSON([]byte(`{"streams":[{"stream":{"app":"two"},"values":[["2","XXXXXXXXXXXXXXXXXXXX",{"k":"v2"}]]}]}`), &other); err != nil {
+		var r Request
+		if err := DecodeJSON(other, &r); err != nil {
 			t.Fatal(err)
 		}
 	}
-	e := first.Streams[0].Entries[0]
-	if first.Streams[0].Labels != `{app="one"}` || e.Line != "first line" || e.StructuredMetadata[0] != (labels.Label{Name: "k", Value: "v1"}) {
-		t.Fatalf("a later decode changed an earlier request: %+v", first)
+	e := got.Streams[0].Entries[0]
+	if got.Streams[0].Labels != `{app="one"}` || e.Line != "first line" || e.StructuredMetadata[0] != (labels.Label{Name: "k", Value: "v1"}) {
+		t.Fatalf("a later decode changed an earlier request: %+v", got)
+	}
+}
+
+// TestReadRequestReservesBeforeAllocating: the caller's budget is charged
+// at each stage, before the stage's memory is allocated where its size is
+// known, and a refusal stops the read.
+func TestReadRequestReservesBeforeAllocating(t *testing.T) {
+	req := &Request{Streams: []Stream{{Labels: `{a="b"}`, Entries: []Entry{{Timestamp: 1, Line: strings.Repeat("x", 1000)}}}}}
+	proto := EncodeSnappyProto(req)
+	protoLen, _ := snappy.DecodedLen(proto)
+	var js bytes.Buffer
+	if err := EncodeJSON(&js, req); err != nil {
+		t.Fatal(err)
+	}
+	gz := gzipBytes(js.Bytes())
+	tests := []struct {
+		name          string
+		r             *http.Request
+		wantCharges   []int
+		refuseAtStage int // 1-based; 0 never refuses
+	}{
+		{"protobuf with content-length", httpRequest(proto, "application/x-protobuf", "", int64(len(proto))), []int{len(proto), protobufDecodeFactor * protoLen}, 0},
+		{"protobuf chunked", httpRequest(proto, "application/x-protobuf", "", -1), []int{len(proto), protobufDecodeFactor * protoLen}, 0},
+		{"gzip json", httpRequest(gz, "application/json", "gzip", int64(len(gz))), []int{len(gz), js.Len(), jsonDecodeFactor * js.Len()}, 0},
+		{"refused before reading the body", httpRequest(proto, "application/x-protobuf", "", int64(len(proto))), []int{len(proto)}, 1},
+		{"refused before the JSON parse", httpRequest(gz, "application/json", "gzip", int64(len(gz))), []int{len(gz), js.Len(), jsonDecodeFactor * js.Len()}, 3},
+	}
+	errRefused := errors.New("over budget")
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var charges []int
+			got, _, err := ReadRequest(tt.r, ReadOptions{MaxBytes: 1 << 20, Reserve: func(n int) error {
+				charges = append(charges, n)
+				if len(charges) == tt.refuseAtStage {
+					return errRefused
+				}
+				return nil
+			}})
+			if tt.refuseAtStage > 0 {
+				if !errors.Is(err, errRefused) || got != nil {
+					t.Fatalf("refusal not honoured: %v", err)
+				}
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(charges, tt.wantCharges) {
+				t.Fatalf("charges %v, want %v", charges, tt.wantCharges)
+			}
+		})
 	}
 }

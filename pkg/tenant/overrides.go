@@ -60,6 +60,7 @@ type Overrides struct {
 
 	mu       sync.Mutex // serializes reloads
 	lastHash [sha256.Size]byte
+	lastErr  error // the outcome of parsing the file with lastHash
 
 	reloadSuccess prometheus.Gauge
 	reloads       *prometheus.CounterVec
@@ -119,9 +120,6 @@ func (o *Overrides) For(tenant string) *Limits {
 	return &o.defaults
 }
 
-// Defaults are the limits of a tenant without overrides.
-func (o *Overrides) Defaults() Limits { return o.defaults }
-
 // Run re-reads the file every Period until ctx is done.
 func (o *Overrides) Run(ctx context.Context) error {
 	if o.cfg.File == "" || o.cfg.Period <= 0 {
@@ -142,8 +140,9 @@ func (o *Overrides) Run(ctx context.Context) error {
 	}
 }
 
-// Reload reads the file now. An unchanged file is a no-op. On error the
-// previous overrides stay in force.
+// Reload reads the file now. An unchanged file is not parsed again: it
+// returns the outcome it had (so a broken file is logged once per change, not
+// every period). On error the previous overrides stay in force.
 func (o *Overrides) Reload() error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -154,17 +153,23 @@ func (o *Overrides) Reload() error {
 	}
 	sum := sha256.Sum256(raw)
 	if sum == o.lastHash {
-		o.reloadSuccess.Set(1)
-		return nil
+		if o.lastErr != nil {
+			o.reloadSuccess.Set(0)
+		} else {
+			o.reloadSuccess.Set(1)
+		}
+		return o.lastErr
 	}
+	o.lastHash = sum
 	m, err := o.parse(raw)
 	if err != nil {
+		o.lastErr = fmt.Errorf("runtime config %s: %w", o.cfg.File, err)
 		o.reloadSuccess.Set(0)
 		o.reloads.WithLabelValues("failure").Inc()
-		return fmt.Errorf("runtime config %s: %w", o.cfg.File, err)
+		return o.lastErr
 	}
+	o.lastErr = nil
 	o.current.Store(&m)
-	o.lastHash = sum
 	o.reloadSuccess.Set(1)
 	o.reloads.WithLabelValues("success").Inc()
 	o.configHash.Reset()

@@ -30,6 +30,7 @@ func (n StaticDistributors) HealthyDistributors() int { return max(int(n), 1) }
 type RateLimiter struct {
 	limits       LimitsSource
 	distributors DistributorCounter
+	now          func() time.Time
 
 	mu      sync.RWMutex
 	tenants map[string]*tenantBucket
@@ -43,9 +44,14 @@ type tenantBucket struct {
 	removed bool // set by sweep; a caller holding a removed bucket fetches a new one
 }
 
-// NewRateLimiter returns a limiter reading limits from src.
-func NewRateLimiter(src LimitsSource, distributors DistributorCounter) *RateLimiter {
-	return &RateLimiter{limits: src, distributors: distributors, tenants: map[string]*tenantBucket{}}
+// NewRateLimiter returns a limiter reading limits from src. now is the
+// clock the idle-bucket sweep uses; it must be the clock AllowN is called
+// with (nil means time.Now).
+func NewRateLimiter(src LimitsSource, distributors DistributorCounter, now func() time.Time) *RateLimiter {
+	if now == nil {
+		now = time.Now
+	}
+	return &RateLimiter{limits: src, distributors: distributors, now: now, tenants: map[string]*tenantBucket{}}
 }
 
 // AllowN reports whether tenant may ingest n bytes at now, taking the tokens
@@ -53,21 +59,23 @@ func NewRateLimiter(src LimitsSource, distributors DistributorCounter) *RateLimi
 func (l *RateLimiter) AllowN(now time.Time, tenant string, n int) bool {
 	r, burst := l.Limit(tenant)
 	for {
-		b := l.bucket(tenant)
-		b.mu.Lock()
-		if b.removed {
-			// Swept between lookup and lock: taking tokens from it
-			// would let a new bucket hand out a second burst.
-			b.mu.Unlock()
-			continue
+		ok, stale := l.bucket(tenant).take(now, r, burst, n)
+		if !stale {
+			return ok
 		}
-		ok := b.allow(now, r, burst, n)
-		b.mu.Unlock()
-		return ok
+		// Swept between lookup and lock: taking tokens from it would let
+		// the new bucket hand out a second burst. Look it up again.
 	}
 }
 
-func (b *tenantBucket) allow(now time.Time, r float64, burst, n int) bool {
+// take applies the current rate and burst, then takes n tokens if they are
+// there. stale reports a bucket the sweep has removed; nothing is taken.
+func (b *tenantBucket) take(now time.Time, r float64, burst, n int) (ok, stale bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.removed {
+		return false, true
+	}
 	if r != b.rate {
 		b.limiter.SetLimitAt(now, rate.Limit(r))
 		b.rate = r
@@ -76,7 +84,7 @@ func (b *tenantBucket) allow(now time.Time, r float64, burst, n int) bool {
 		b.limiter.SetBurstAt(now, burst)
 		b.burst = burst
 	}
-	return b.limiter.AllowN(now, n)
+	return b.limiter.AllowN(now, n), false
 }
 
 // Limit returns the rate (bytes/s) and burst (bytes) this distributor
@@ -120,8 +128,8 @@ func (l *RateLimiter) Run(ctx context.Context, interval time.Duration) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case now := <-t.C:
-			l.sweep(now)
+		case <-t.C:
+			l.sweep(l.now())
 		}
 	}
 }
@@ -142,7 +150,7 @@ func (l *RateLimiter) sweep(now time.Time) (removed int) {
 	return removed
 }
 
-// Tenants is the number of buckets held, for tests and a gauge.
+// Tenants is the number of buckets held.
 func (l *RateLimiter) Tenants() int {
 	l.mu.RLock()
 	defer l.mu.RUnlock()

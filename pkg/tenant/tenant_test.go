@@ -161,6 +161,14 @@ func TestOverridesInheritDefaultsAndReload(t *testing.T) {
 	if metricstest.Value(t, reg, "loki_runtime_config_last_reload_successful") != 0 {
 		t.Fatal("failed reload not reported")
 	}
+	// The same broken file again: reported again, but parsed (and counted)
+	// only once.
+	if err := o.Reload(); err == nil {
+		t.Fatal("an unchanged broken file reloaded successfully")
+	}
+	if n := metricstest.Value(t, reg, "lokilab_runtime_config_reloads_total", "result", "failure"); n != 1 {
+		t.Fatalf("%v failed reloads counted for one broken file", n)
+	}
 
 	for _, bad := range []string{
 		"overrides:\n  ../evil:\n    ingestion_rate_mb: 2\n",
@@ -231,7 +239,7 @@ func limits(rateMB, burstMB float64, strategy string) *Limits {
 
 func TestRateLimiterLocal(t *testing.T) {
 	const mb = BytesInMB
-	rl := NewRateLimiter(staticLimits{"a": limits(1, 2, LocalStrategy)}, StaticDistributors(3))
+	rl := NewRateLimiter(staticLimits{"a": limits(1, 2, LocalStrategy)}, StaticDistributors(3), nil)
 	t0 := time.Unix(1000, 0)
 	if !rl.AllowN(t0, "a", 2*mb) {
 		t.Fatal("a push of exactly the burst must pass on a full bucket")
@@ -253,7 +261,7 @@ func TestRateLimiterLocal(t *testing.T) {
 func TestRateLimiterGlobalDividesRateNotBurst(t *testing.T) {
 	const mb = BytesInMB
 	dist := &countingDistributors{n: 4}
-	rl := NewRateLimiter(staticLimits{"a": limits(4, 6, GlobalStrategy)}, dist)
+	rl := NewRateLimiter(staticLimits{"a": limits(4, 6, GlobalStrategy)}, dist, nil)
 	if r, b := rl.Limit("a"); r != mb || b != 6*mb {
 		t.Fatalf("global with 4 distributors: rate %v burst %d, want %d and %d", r, b, mb, 6*mb)
 	}
@@ -295,7 +303,7 @@ func (c *countingDistributors) set(n int) {
 func TestRateLimiterFollowsLimitChanges(t *testing.T) {
 	const mb = BytesInMB
 	lims := staticLimits{"a": limits(1, 4, LocalStrategy)}
-	rl := NewRateLimiter(lims, StaticDistributors(1))
+	rl := NewRateLimiter(lims, StaticDistributors(1), nil)
 	t0 := time.Unix(1000, 0)
 	if !rl.AllowN(t0, "a", 4*mb) {
 		t.Fatal("full bucket refused its burst")
@@ -317,7 +325,7 @@ func TestRateLimiterFollowsLimitChanges(t *testing.T) {
 }
 
 func TestRateLimiterSweepDropsOnlyFullBuckets(t *testing.T) {
-	rl := NewRateLimiter(staticLimits{}, StaticDistributors(1)) // 4 MiB/s, 6 MiB burst
+	rl := NewRateLimiter(staticLimits{}, StaticDistributors(1), nil) // 4 MiB/s, 6 MiB burst
 	t0 := time.Unix(1000, 0)
 	rl.AllowN(t0, "idle", 1)
 	rl.AllowN(t0, "busy", 6*BytesInMB)
@@ -338,8 +346,32 @@ func TestRateLimiterSweepDropsOnlyFullBuckets(t *testing.T) {
 	}
 }
 
+// TestRateLimiterStaleBucket: a caller that looked a bucket up just before
+// the sweep removed it must not take tokens from it (the tenant's new bucket
+// would hand out a second burst); AllowN looks the bucket up again.
+func TestRateLimiterStaleBucket(t *testing.T) {
+	rl := NewRateLimiter(staticLimits{"a": limits(0, 1, LocalStrategy)}, StaticDistributors(1), nil)
+	t0 := time.Unix(1000, 0)
+	b := rl.bucket("a") // a push looks up the full bucket...
+	if rl.sweep(t0) != 1 {
+		t.Fatal("the full bucket was not swept")
+	}
+	// ...and only then takes tokens from it.
+	if ok, stale := b.take(t0, 0, BytesInMB, 1024); !stale || ok {
+		t.Fatalf("take on a swept bucket = ok %v stale %v, want it reported stale", ok, stale)
+	}
+	// AllowN goes to the live bucket; across both, one burst in total.
+	admitted := 0
+	for rl.AllowN(t0, "a", 1024) {
+		admitted++
+	}
+	if admitted != 1024 {
+		t.Fatalf("admitted %d KiB with a 1 MiB burst and no rate, want 1024", admitted)
+	}
+}
+
 func TestRateLimiterConcurrentAdmitsNoMoreThanBurst(t *testing.T) {
-	rl := NewRateLimiter(staticLimits{"a": limits(0, 1, LocalStrategy)}, StaticDistributors(1))
+	rl := NewRateLimiter(staticLimits{"a": limits(0, 1, LocalStrategy)}, StaticDistributors(1), nil)
 	t0 := time.Unix(1000, 0)
 	var (
 		wg       sync.WaitGroup
