@@ -16,6 +16,16 @@ func benchRequest() *push.Request {
 	return pushtest.Request(pushtest.Options{Streams: 10, LinesPerStream: 100, Start: time.Unix(1_700_000_000, 0), Seed: 1, StructuredMetadata: true})
 }
 
+// benchJSON is the benchmark request and its JSON body.
+func benchJSON(b *testing.B) (*push.Request, []byte) {
+	req := benchRequest()
+	var buf bytes.Buffer
+	if err := push.EncodeJSON(&buf, req); err != nil {
+		b.Fatal(err)
+	}
+	return req, buf.Bytes()
+}
+
 func lineBytes(r *push.Request) int {
 	n := 0
 	for _, s := range r.Streams {
@@ -29,12 +39,7 @@ func lineBytes(r *push.Request) int {
 // BenchmarkDecodeJSON reports MB/s of JSON body decoded and allocations per
 // 1000-line body.
 func BenchmarkDecodeJSON(b *testing.B) {
-	req := benchRequest()
-	var buf bytes.Buffer
-	if err := push.EncodeJSON(&buf, req); err != nil {
-		b.Fatal(err)
-	}
-	body := buf.Bytes()
+	req, body := benchJSON(b)
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
 	var out push.Request
@@ -49,12 +54,7 @@ func BenchmarkDecodeJSON(b *testing.B) {
 // BenchmarkDecodeJSONStdlib is the baseline for BenchmarkDecodeJSON: the
 // same body decoded by encoding/json into the obvious structs.
 func BenchmarkDecodeJSONStdlib(b *testing.B) {
-	req := benchRequest()
-	var buf bytes.Buffer
-	if err := push.EncodeJSON(&buf, req); err != nil {
-		b.Fatal(err)
-	}
-	body := buf.Bytes()
+	req, body := benchJSON(b)
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
 	for b.Loop() {
