@@ -113,7 +113,7 @@ func TestRunAllInOne(t *testing.T) {
 	if code, body, err := pushTo(base+"/loki/api/v1/push", second, pushtest.Protobuf); err != nil || code != http.StatusNoContent {
 		t.Fatalf("push after restart: %d %q %v", code, body, err)
 	}
-	counts := countIDs(t, readTopic(t, "127.0.0.1:"+kafkaPort))
+	counts := pushtest.CountIDs(t, readTopic(t, "127.0.0.1:"+kafkaPort))
 	for _, id := range []string{"first", "second"} {
 		for s := range 3 {
 			for l := range 10 {
@@ -229,7 +229,7 @@ func TestWritePathSurvivesKill9(t *testing.T) {
 	wg.Wait()
 	dist.stop()
 
-	counts := countIDs(t, readTopic(t, kafkaAddr))
+	counts := pushtest.CountIDs(t, readTopic(t, kafkaAddr))
 	var ackedPushes, lost, dups, failedStored int
 	for id, ok := range acked {
 		stored := 0
@@ -344,14 +344,4 @@ func TestKcatReadsTheRecords(t *testing.T) {
 	}
 	dist.stop()
 	broker.stop()
-}
-
-// countIDs counts each line ID (pushtest's id=...) across the records.
-func countIDs(t *testing.T, recs []*kgo.Record) map[string]int {
-	t.Helper()
-	counts, err := pushtest.CountIDs(recs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return counts
 }

@@ -1,7 +1,7 @@
 package pushtest
 
 import (
-	"fmt"
+	"testing"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -10,21 +10,22 @@ import (
 
 // CountIDs decodes Kafka records and counts how many times each line ID
 // (see LineID) occurs: 1 for every acknowledged line is the write path's
-// promise.
-func CountIDs(recs []*kgo.Record) (map[string]int, error) {
+// promise. A record that does not decode, or a line without an ID, fails t.
+func CountIDs(t testing.TB, recs []*kgo.Record) map[string]int {
+	t.Helper()
 	counts := map[string]int{}
 	for _, r := range recs {
 		_, s, err := kafka.DecodeRecord(r)
 		if err != nil {
-			return nil, err
+			t.Fatal(err)
 		}
 		for _, e := range s.Entries {
 			id := LineID(e.Line)
 			if id == "" {
-				return nil, fmt.Errorf("line without an id in %s/%d@%d: %.80q", r.Topic, r.Partition, r.Offset, e.Line)
+				t.Fatalf("line without an id in %s/%d@%d: %.80q", r.Topic, r.Partition, r.Offset, e.Line)
 			}
 			counts[id]++
 		}
 	}
-	return counts, nil
+	return counts
 }

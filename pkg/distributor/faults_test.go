@@ -13,7 +13,6 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
-	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/lokilab/lokilab/internal/metricstest"
@@ -110,7 +109,7 @@ func TestBrokerErrorsOpenAndCloseTheBreaker(t *testing.T) {
 
 	// UNKNOWN_SERVER_ERROR is answered before the broker stores anything:
 	// the failed pushes left nothing behind, the successful one is there.
-	counts := lineCounts(t, h.drain())
+	counts := pushtest.CountIDs(t, h.drain())
 	for id, n := range counts {
 		if strings.HasPrefix(id, "fail-") || strings.HasPrefix(id, "while-open") {
 			t.Errorf("line %s of a failed push is in Kafka %d times", id, n)
@@ -163,7 +162,7 @@ func TestStalledKafkaFailsThePushAtTheWriteTimeout(t *testing.T) {
 	}
 	// The late success is in Kafka: a line the client was told failed.
 	// That is at-least-once delivery, and why replays are deduplicated.
-	if counts := lineCounts(t, h.drain()); len(counts) != 10 {
+	if counts := pushtest.CountIDs(t, h.drain()); len(counts) != 10 {
 		t.Fatalf("%d lines of the late write in Kafka, want 10", len(counts))
 	}
 	if resp := h.push("", onePush("after"), pushtest.Protobuf); resp.code != http.StatusNoContent {
@@ -324,7 +323,7 @@ func TestEveryAcknowledgedPushIsInKafkaExactlyOnce(t *testing.T) {
 
 	// Let the late writes of timed-out pushes settle before reading.
 	waitFor(t, "in-flight bytes to drain", func() bool { return h.d.InflightBytes() == 0 })
-	counts := lineCounts(t, h.drain())
+	counts := pushtest.CountIDs(t, h.drain())
 
 	var ackedPushes, failedPushes, failedButStored, lost, dup int
 	for id, ok := range acked {
@@ -369,16 +368,6 @@ func failureCounts(t *testing.T, h *harness) map[string]float64 {
 		}
 	}
 	return out
-}
-
-// lineCounts counts, per line ID, how many times it occurs in the records.
-func lineCounts(t *testing.T, recs []*kgo.Record) map[string]int {
-	t.Helper()
-	counts, err := pushtest.CountIDs(recs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return counts
 }
 
 // TestRefusedPushesDoNotSpendRateLimit: pushes refused because Kafka is
