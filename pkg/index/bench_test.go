@@ -1,0 +1,75 @@
+package index
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/lokilab/lokilab/pkg/labels"
+)
+
+// benchSeries is the index of one busy tenant-day: 10k streams × 5 chunks.
+func benchSeries() []Series { return genSeries(10_000, 5, rand.New(rand.NewPCG(7, 8))) }
+
+func BenchmarkEncode(b *testing.B) {
+	series := benchSeries()
+	enc := mustEncode(b, series)
+	b.SetBytes(int64(len(enc)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Encode(series); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(len(enc))/(10_000*5), "bytes/chunk")
+}
+
+func BenchmarkDecode(b *testing.B) {
+	enc := mustEncode(b, benchSeries())
+	b.SetBytes(int64(len(enc)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Decode(enc); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkSegmentSeries(b *testing.B) {
+	seg := mustSegment(b, benchSeries()...)
+	for _, bc := range []struct {
+		name string
+		ms   []*labels.Matcher
+	}{
+		// ~100 of 10k streams, from one postings list.
+		{"equal", []*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, "app", "app-5")}},
+		// One stream: the intersection is bounded by the shorter list.
+		{"equal-intersect", []*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, "env", "prod"), labels.MustNewMatcher(labels.MatchEqual, "instance", "10.0.3.6:8080")}},
+		// The union of three lists.
+		{"regexp-set", []*labels.Matcher{labels.MustNewMatcher(labels.MatchRegexp, "app", "app-1|app-2|app-3")}},
+		// No postings: every series is matched by the regexp engine.
+		{"regexp-scan", []*labels.Matcher{labels.MustNewMatcher(labels.MatchRegexp, "app", "app-1.")}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			n := 0
+			for b.Loop() {
+				n = len(seg.Series(math.MinInt64, math.MaxInt64, bc.ms...))
+			}
+			b.ReportMetric(float64(n), "series")
+		})
+	}
+}
+
+func BenchmarkMerge(b *testing.B) {
+	// Ten flushes of the same day, each with 1k streams, half shared.
+	rnd := rand.New(rand.NewPCG(9, 10))
+	var segs []*Segment
+	for range 10 {
+		segs = append(segs, mustSegment(b, genSeries(1000, 5, rnd)...))
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		Merge(segs...)
+	}
+}
