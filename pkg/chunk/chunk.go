@@ -1,0 +1,416 @@
+package chunk
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"math"
+	"slices"
+	"sort"
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/golang/snappy"
+	"github.com/lokilab/lokilab/pkg/labels"
+)
+
+// Sizes. The defaults are Loki's (chunk_block_size, chunk_target_size).
+const (
+	// DefaultBlockSize is the uncompressed size at which the head block is
+	// cut: 256 KiB. See the package doc for why.
+	DefaultBlockSize = 256 << 10
+	// DefaultTargetSize is the compressed size at which a chunk reports
+	// Full: 1.5 MiB.
+	DefaultTargetSize = 1536 << 10
+	// MaxBlockSize is the largest uncompressed block the format allows
+	// (16 MiB). It bounds what a reader allocates for a block whatever the
+	// object claims, and therefore also the largest entry: an entry that
+	// does not fit in a block on its own is rejected by Append.
+	MaxBlockSize = 16 << 20
+)
+
+// Layout constants; FORMAT.md explains each.
+const (
+	magic       = 0x4C4B4348 // "LKCH"
+	formatV1    = 1
+	headerSize  = 6 // magic, version, encoding
+	crcSize     = 4
+	trailerSize = 8 // meta section offset
+)
+
+// ErrReadOnly is returned by Append on a chunk returned by Decode.
+var ErrReadOnly = errors.New("chunk: decoded chunks are read-only")
+
+// Chunk is one stream's entries: a mutable head block plus cut (compressed)
+// blocks while it is being built in the ingester; read-only after Decode.
+//
+// Append, Encode and AppendEncode change the chunk; every other method only
+// reads it. The package doc says what is safe concurrently.
+type Chunk struct {
+	enc        Encoding
+	blockSize  int
+	targetSize int
+	pool       *Pool
+	readOnly   bool
+
+	// data is the object's prefix: the header, then every cut block's
+	// stored bytes (compressed data and CRC) back to back. It only grows;
+	// bytes once written never change, so iterators may keep a view of it.
+	data []byte
+	// blocks describes the cut blocks, in the order they were cut. An
+	// element once appended never changes.
+	blocks []blockMeta
+	// cutRaw is the sum of the cut blocks' uncompressed sizes, for the
+	// compression ratio that Full uses to estimate the head.
+	cutRaw int
+
+	head headBlock
+
+	entries    int
+	minT, maxT int64
+	// size is the line and metadata bytes appended (UncompressedSize).
+	size int
+}
+
+// blockMeta is one entry of the meta section.
+type blockMeta struct {
+	entries    int
+	minT, maxT int64
+	offset     int // of the block's first stored byte in the object
+	length     int // stored (compressed) bytes, excluding the CRC
+	size       int // uncompressed bytes
+}
+
+// headBlock holds entries not yet cut. Each entry's body (everything but
+// its timestamp, serialised as in a block) is appended to arena, and index
+// keeps (timestamp, body range) sorted by timestamp, then by append order.
+// Keeping index sorted on insertion is cheap (entries mostly arrive in
+// order, so it is an append; otherwise a binary search and a short memmove
+// of 16-byte elements), and it makes duplicate detection, cutting and
+// snapshotting for iterators straightforward.
+type headBlock struct {
+	arena []byte
+	index []entryRef
+	// shared is set when an iterator took a view of arena, which must then
+	// not be overwritten: the next cut starts a new arena instead of
+	// reusing this one.
+	shared atomic.Bool
+}
+
+// entryRef locates an entry's body in a buffer (the head's arena or a
+// decompressed block).
+type entryRef struct {
+	ts       int64
+	off, end uint32
+}
+
+// New returns an empty chunk that compresses blocks with enc, cuts the head
+// block when it holds blockSize bytes (DefaultBlockSize when <= 0, at most
+// MaxBlockSize/2) and reports Full at about targetSize compressed bytes
+// (DefaultTargetSize when <= 0). An unknown enc is replaced by snappy.
+func New(enc Encoding, blockSize, targetSize int, opts ...Option) *Chunk {
+	o := applyOptions(opts)
+	if !enc.valid() {
+		enc = EncodingSnappy
+	}
+	if blockSize <= 0 {
+		blockSize = DefaultBlockSize
+	}
+	blockSize = min(blockSize, MaxBlockSize/2)
+	if targetSize <= 0 {
+		targetSize = DefaultTargetSize
+	}
+	c := &Chunk{
+		enc:        enc,
+		blockSize:  blockSize,
+		targetSize: targetSize,
+		pool:       o.pool,
+		minT:       math.MaxInt64,
+		maxT:       math.MinInt64,
+	}
+	c.data = appendHeader(make([]byte, 0, headerSize), enc)
+	return c
+}
+
+func appendHeader(b []byte, enc Encoding) []byte {
+	b = binary.BigEndian.AppendUint32(b, magic)
+	return append(b, formatV1, byte(enc))
+}
+
+// Append adds an entry, copying line and metadata (callers' strings alias
+// reused Kafka record buffers). Entries may arrive out of order (the
+// ingester enforces the out-of-order window); an exact duplicate of an entry
+// already in the head block (same timestamp, line and metadata, metadata in
+// the same order) is dropped and reported with dup=true. Duplicates of
+// entries already cut into blocks are not detected: that would cost a
+// decompression per append, and query-time dedupe removes them.
+//
+// When the head block reaches the block size it is cut (sorted, serialised
+// and compressed), so an Append occasionally costs a block's compression.
+// Append returns an error on a decoded (read-only) chunk, and for an entry
+// larger than a block may be. (Cutting can fail only if the zstd encoder
+// cannot be built; the entry is then kept in the head.)
+func (c *Chunk) Append(ts int64, line string, md []labels.Label) (dup bool, err error) {
+	if c.readOnly {
+		return false, ErrReadOnly
+	}
+	n := entryBodySize(line, md)
+	if n > MaxBlockSize-binary.MaxVarintLen64 {
+		return false, fmt.Errorf("chunk: entry of %d bytes does not fit in a block (max %d)", n, MaxBlockSize-binary.MaxVarintLen64)
+	}
+	h := &c.head
+	if len(h.index) > 0 && len(h.arena)+n+len(h.index)*binary.MaxVarintLen64 > MaxBlockSize-binary.MaxVarintLen64 {
+		// Keep the serialised block within the format's limit, counting
+		// the worst case for its timestamps. Only entries or block sizes
+		// of megabytes get here.
+		if err := c.cut(); err != nil {
+			return false, err
+		}
+	}
+
+	off := len(h.arena)
+	h.arena = appendEntryBody(h.arena, line, md)
+	body := h.arena[off:]
+
+	// Insert after every entry with a timestamp <= ts: stable for equal
+	// timestamps, and a plain append for in-order entries.
+	pos := len(h.index)
+	if pos > 0 && ts < h.index[pos-1].ts {
+		pos = sort.Search(pos, func(i int) bool { return h.index[i].ts > ts })
+	}
+	// Duplicates have the same timestamp: compare with each entry of that
+	// timestamp. A long run of equal timestamps (clients that stamp lines
+	// with second precision) makes this quadratic in the run's length,
+	// bounded by the entries of one block.
+	for i := pos - 1; i >= 0 && h.index[i].ts == ts; i-- {
+		if e := h.index[i]; bytes.Equal(h.arena[e.off:e.end], body) {
+			h.arena = h.arena[:off]
+			return true, nil
+		}
+	}
+	h.index = slices.Insert(h.index, pos, entryRef{ts: ts, off: uint32(off), end: uint32(len(h.arena))})
+
+	c.entries++
+	c.minT = min(c.minT, ts)
+	c.maxT = max(c.maxT, ts)
+	c.size += len(line)
+	for _, l := range md {
+		c.size += len(l.Name) + len(l.Value)
+	}
+	if len(h.arena) >= c.blockSize {
+		return false, c.cut()
+	}
+	return false, nil
+}
+
+// entryBodySize is the size of appendEntryBody's output.
+func entryBodySize(line string, md []labels.Label) int {
+	n := uvarintLen(len(line)) + len(line) + uvarintLen(len(md))
+	for _, l := range md {
+		n += uvarintLen(len(l.Name)) + len(l.Name) + uvarintLen(len(l.Value)) + len(l.Value)
+	}
+	return n
+}
+
+// appendEntryBody appends an entry as it is stored in a block, less the
+// timestamp: line length, line, metadata count, then each name and value
+// with its length.
+func appendEntryBody(b []byte, line string, md []labels.Label) []byte {
+	b = binary.AppendUvarint(b, uint64(len(line)))
+	b = append(b, line...)
+	b = binary.AppendUvarint(b, uint64(len(md)))
+	for _, l := range md {
+		b = binary.AppendUvarint(b, uint64(len(l.Name)))
+		b = append(b, l.Name...)
+		b = binary.AppendUvarint(b, uint64(len(l.Value)))
+		b = append(b, l.Value...)
+	}
+	return b
+}
+
+func uvarintLen(n int) int {
+	l := 1
+	for ; n >= 0x80; n >>= 7 {
+		l++
+	}
+	return l
+}
+
+// cut serialises the head block in timestamp order, compresses it onto
+// c.data with its CRC, and empties the head.
+func (c *Chunk) cut() error {
+	h := &c.head
+	if len(h.index) == 0 {
+		return nil
+	}
+	rawp := c.pool.getBuf()
+	defer c.pool.putBuf(rawp)
+	raw := slices.Grow(*rawp, len(h.arena)+len(h.index)*binary.MaxVarintLen64)
+	prev := h.index[0].ts
+	raw = binary.AppendVarint(raw, prev)
+	for i, e := range h.index {
+		if i > 0 {
+			// Unsigned subtraction: the delta of two int64s in order
+			// always fits a uint64, even across the whole int64 range.
+			raw = binary.AppendUvarint(raw, uint64(e.ts)-uint64(prev))
+			prev = e.ts
+		}
+		raw = append(raw, h.arena[e.off:e.end]...)
+	}
+
+	c.reserve(maxCompressedLen(c.enc, len(raw)) + crcSize)
+	start := len(c.data)
+	data, err := c.pool.compress(c.enc, c.data, raw)
+	*rawp = raw // keep the grown buffer for the next cut
+	if err != nil {
+		return err
+	}
+	data = binary.BigEndian.AppendUint32(data, crc32c(data[start:]))
+	c.data = data
+	c.blocks = append(c.blocks, blockMeta{
+		entries: len(h.index),
+		minT:    h.index[0].ts,
+		maxT:    h.index[len(h.index)-1].ts,
+		offset:  start,
+		length:  len(data) - start - crcSize,
+		size:    len(raw),
+	})
+	c.cutRaw += len(raw)
+
+	h.index = h.index[:0]
+	if h.shared.Load() {
+		// An iterator may still read the old arena: leave it to them.
+		h.arena = nil
+		h.shared.Store(false)
+	} else {
+		h.arena = h.arena[:0]
+	}
+	return nil
+}
+
+// reserve makes room for n more bytes in c.data. It doubles the capacity,
+// so a chunk's blocks are copied about five times on the way to the target
+// size rather than the dozen times append's 1.25× growth would (each copy
+// also zeroes the new buffer), but never reserves past the target size plus
+// n, which is where the chunk will be flushed.
+func (c *Chunk) reserve(n int) {
+	if cap(c.data)-len(c.data) >= n {
+		return
+	}
+	need := len(c.data) + n
+	newCap := max(need, min(2*cap(c.data), c.targetSize+n))
+	data := make([]byte, len(c.data), newCap)
+	copy(data, c.data)
+	c.data = data
+}
+
+// maxCompressedLen bounds the compressed size of n bytes; compress still
+// grows its output if a codec needs more.
+func maxCompressedLen(enc Encoding, n int) int {
+	switch enc {
+	case EncodingSnappy:
+		return snappy.MaxEncodedLen(n)
+	case EncodingZstd:
+		return n + n>>7 + 512 // zstd's bound is n + n/256 + a frame header
+	}
+	return n
+}
+
+func crc32c(b []byte) uint32 {
+	// MakeTable returns the package's cached Castagnoli table (and uses the
+	// CPU's CRC32 instruction where there is one); no allocation.
+	return crc32.Checksum(b, crc32.MakeTable(crc32.Castagnoli))
+}
+
+// Full reports whether the chunk has reached its target size and should be
+// flushed. The rule: the stored size of the cut blocks plus an estimate of
+// the head block's compressed size is at least the target. The estimate is
+// the head's uncompressed bytes times the compression ratio of the blocks
+// cut so far (the head's uncompressed bytes when none has been cut yet), so
+// chunks of well-compressing streams are not flushed early for an
+// uncompressed head, and a chunk overshoots its target by at most about one
+// block's compressed size.
+func (c *Chunk) Full() bool {
+	return c.CompressedSize()+c.headEstimate() >= c.targetSize
+}
+
+func (c *Chunk) headEstimate() int {
+	n := len(c.head.arena)
+	if c.cutRaw == 0 {
+		return n
+	}
+	return int(int64(n) * int64(c.CompressedSize()) / int64(c.cutRaw))
+}
+
+// CompressedSize is the stored size of the cut blocks (compressed data and
+// checksums). The head block is not counted until it is cut; Encode adds
+// the header, meta section and trailer (tens of bytes per block).
+func (c *Chunk) CompressedSize() int { return len(c.data) - headerSize }
+
+// Entries is the number of entries in the chunk (duplicates dropped).
+func (c *Chunk) Entries() int { return c.entries }
+
+// Bounds returns the smallest and largest timestamp in the chunk, both
+// inclusive, or (0, 0) for an empty chunk.
+func (c *Chunk) Bounds() (minT, maxT int64) {
+	if c.entries == 0 {
+		return 0, 0
+	}
+	return c.minT, c.maxT
+}
+
+// UncompressedSize is the bytes of lines and structured metadata names and
+// values appended, as counted by limits (push.Entry.Size). A decoded chunk
+// does not know it without decompressing every block, so for one it is the
+// blocks' uncompressed size, which also counts the entries' framing (a few
+// bytes each).
+func (c *Chunk) UncompressedSize() int { return c.size }
+
+// MemoryBytes approximates the memory the chunk holds: its buffers'
+// capacities and fixed overhead. The ingester sums it for its memory limit.
+// For a decoded chunk it includes the object's bytes, which it keeps alive.
+func (c *Chunk) MemoryBytes() int {
+	return int(unsafe.Sizeof(*c)) +
+		cap(c.data) +
+		cap(c.blocks)*int(unsafe.Sizeof(blockMeta{})) +
+		cap(c.head.arena) +
+		cap(c.head.index)*int(unsafe.Sizeof(entryRef{}))
+}
+
+// Encoding is the chunk's codec.
+func (c *Chunk) Encoding() Encoding { return c.enc }
+
+// Blocks is the number of cut blocks; the head block is not counted.
+func (c *Chunk) Blocks() int { return len(c.blocks) }
+
+// Encode cuts the head block and returns the full object bytes, in a new
+// slice the caller owns. The chunk stays appendable: a later Encode includes
+// the entries appended since (in further blocks).
+func (c *Chunk) Encode() ([]byte, error) { return c.AppendEncode(nil) }
+
+// AppendEncode is Encode appending to dst, for callers that reuse a buffer.
+func (c *Chunk) AppendEncode(dst []byte) ([]byte, error) {
+	if !c.readOnly {
+		if err := c.cut(); err != nil {
+			return dst, err
+		}
+	}
+	start := len(dst)
+	dst = slices.Grow(dst, len(c.data)+1+len(c.blocks)*(6*binary.MaxVarintLen64)+crcSize+trailerSize)
+	dst = append(dst, c.data...)
+	metaOff := len(dst)
+	dst = binary.AppendUvarint(dst, uint64(len(c.blocks)))
+	for _, b := range c.blocks {
+		dst = binary.AppendUvarint(dst, uint64(b.entries))
+		dst = binary.AppendVarint(dst, b.minT)
+		dst = binary.AppendUvarint(dst, uint64(b.maxT)-uint64(b.minT))
+		dst = binary.AppendUvarint(dst, uint64(b.offset))
+		dst = binary.AppendUvarint(dst, uint64(b.length))
+		dst = binary.AppendUvarint(dst, uint64(b.size))
+	}
+	crc := crc32.Update(crc32c(dst[start:start+headerSize]), crc32.MakeTable(crc32.Castagnoli), dst[metaOff:])
+	dst = binary.BigEndian.AppendUint32(dst, crc)
+	return binary.BigEndian.AppendUint64(dst, uint64(metaOff-start)), nil
+}
