@@ -29,6 +29,13 @@ type Config struct {
 	MaxInflightPushBytes config.ByteSize `yaml:"max_inflight_push_bytes"`
 	// Breaker is the circuit breaker around Kafka writes.
 	Breaker BreakerConfig `yaml:"kafka_circuit_breaker"`
+	// StreamIdleTimeout is how long a stream counts as active for
+	// max_global_streams_per_user after its last push. Default 30m, the
+	// ingesters' chunk_idle_period: by then an idle stream's chunk is
+	// flushed and it no longer costs ingester memory. Shorter frees a
+	// tenant's slots sooner, at the price of admitting streams the
+	// ingesters still hold.
+	StreamIdleTimeout time.Duration `yaml:"stream_idle_timeout"`
 }
 
 // BreakerConfig configures the circuit breaker around Kafka writes.
@@ -59,6 +66,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Var(&c.MaxRecvMsgSize, "distributor.max-recv-msg-size", "Maximum push body size, compressed and decompressed.")
 	c.MaxInflightPushBytes = 512 << 20
 	fs.Var(&c.MaxInflightPushBytes, "distributor.max-inflight-push-bytes", "Maximum bytes held by pushes being decoded or awaiting Kafka; more gets 503. 0 disables.")
+	fs.DurationVar(&c.StreamIdleTimeout, "distributor.stream-idle-timeout", 30*time.Minute, "How long a stream counts as active for the stream limit after its last push.")
 	fs.BoolVar(&c.Breaker.Enabled, "distributor.kafka-breaker.enabled", true, "Enable the circuit breaker around Kafka writes.")
 	fs.IntVar(&c.Breaker.ConsecutiveFailures, "distributor.kafka-breaker.consecutive-failures", 5, "Consecutive failed Kafka writes that open the breaker.")
 	fs.DurationVar(&c.Breaker.OpenTimeout, "distributor.kafka-breaker.open-timeout", 5*time.Second, "How long the breaker stays open before probing Kafka.")
@@ -67,6 +75,9 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 
 // Validate reports a configuration the distributor cannot run with.
 func (c *Config) Validate() error {
+	if c.StreamIdleTimeout <= 0 {
+		return errors.New("distributor: stream_idle_timeout must be positive")
+	}
 	if c.MaxRecvMsgSize == 0 {
 		return errors.New("distributor: max_recv_msg_size must be positive")
 	}

@@ -88,6 +88,7 @@ type Distributor struct {
 
 	inflightBytes atomic.Int64
 	metrics       *metrics
+	streams       *streamTracker
 }
 
 // New returns a distributor.
@@ -114,7 +115,8 @@ func New(cfg Config, deps Deps) (*Distributor, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &Distributor{cfg: cfg, deps: deps, now: deps.Now, log: deps.Logger, metrics: m}
+	d := &Distributor{cfg: cfg, deps: deps, now: deps.Now, log: deps.Logger, metrics: m,
+		streams: newStreamTracker(cfg.StreamIdleTimeout, m.activeStreams)}
 	m.inflightLimit.Set(float64(cfg.MaxInflightPushBytes))
 	m.inflight.Set(0)
 	if cfg.Breaker.Enabled {
@@ -139,8 +141,21 @@ func New(cfg Config, deps Deps) (*Distributor, error) {
 	return d, nil
 }
 
-// Run removes idle tenants' rate-limit buckets until ctx is done.
+// Run removes idle tenants' rate-limit buckets and idle streams from the
+// stream limit's count until ctx is done.
 func (d *Distributor) Run(ctx context.Context) error {
+	go func() {
+		t := time.NewTicker(time.Minute)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				d.streams.sweep(d.now())
+			}
+		}
+	}()
 	return d.deps.RateLimiter.Run(ctx, time.Minute)
 }
 
@@ -238,15 +253,57 @@ func (d *Distributor) push(tenantID string, req *push.Request, traceparent strin
 		}
 		return nil // streams without entries: nothing to store
 	}
-	if err := d.write(tenantID, v, traceparent, b, now); err != nil {
-		return err
+	refused := d.limitStreams(tenantID, v, lim.MaxGlobalStreamsPerUser, now)
+	if v.lines > 0 {
+		if err := d.write(tenantID, v, traceparent, b, now); err != nil {
+			return err
+		}
 	}
 	d.metrics.linesAcked.WithLabelValues(tenantID).Add(float64(v.lines))
 	d.metrics.bytesAcked.WithLabelValues(tenantID).Add(float64(v.bytes))
+	if refused > 0 {
+		// 429, not 400: the same streams succeed once others go idle.
+		return errorf(http.StatusTooManyRequests,
+			"Maximum active stream limit exceeded when trying to create %d new streams, reduce the number of active streams (reduce labels or reduce label values), or contact your Loki administrator to see if the limit can be increased, user: '%s' (limit: %d)",
+			refused, tenantID, lim.MaxGlobalStreamsPerUser)
+	}
 	if !v.errs.empty() {
 		return errorf(http.StatusBadRequest, "%s", v.errs.String())
 	}
 	return nil
+}
+
+// limitStreams removes from v the streams that would take the tenant past
+// its active stream limit, counting them as stream_limit discards, and
+// returns how many it removed. The rest of the push is still written: its
+// streams are already active, and holding them back would only make the
+// client retry lines that were fine.
+func (d *Distributor) limitStreams(tenantID string, v *validated, limit int, now time.Time) (refused int) {
+	if limit <= 0 {
+		return 0
+	}
+	fps := make([]uint64, len(v.streams))
+	for i := range v.streams {
+		fps[i] = streamFingerprint(v.streams[i].Labels)
+	}
+	ok := d.streams.admit(tenantID, fps, limit, now, make([]bool, 0, len(fps)))
+	var ds discards
+	kept := v.streams[:0]
+	for i := range v.streams {
+		s := v.streams[i]
+		if ok[i] {
+			kept = append(kept, s)
+			continue
+		}
+		refused++
+		bytes := entriesSize(s.Entries)
+		ds.add(reasonStreamLimit, len(s.Entries), bytes)
+		v.lines -= len(s.Entries)
+		v.bytes -= bytes
+	}
+	v.streams = kept
+	d.metrics.countDiscards(tenantID, &ds)
+	return refused
 }
 
 // errRateLimited tells the breaker that a push was refused before Kafka was

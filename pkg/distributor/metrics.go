@@ -24,6 +24,7 @@ type metrics struct {
 	inflightLimit      prometheus.Gauge
 	breakerState       prometheus.Gauge
 	breakerTransitions *prometheus.CounterVec
+	activeStreams      *prometheus.GaugeVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -56,6 +57,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "loki_discarded_bytes_total",
 			Help: "Bytes of lines discarded, by reason and tenant.",
 		}, []string{"reason", "tenant"}),
+		activeStreams: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "lokilab_distributor_active_streams",
+			Help: "Streams this distributor counts as active per tenant, against max_global_streams_per_user.",
+		}, []string{"tenant"}),
 		writeDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "lokilab_distributor_kafka_write_duration_seconds",
 			Help:    "Time from producing a push's records until Kafka answered for all of them (or the write timeout), by result.",
@@ -89,7 +94,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, c := range []prometheus.Collector{
 		m.bytesReceived, m.linesReceived, m.bytesAcked, m.linesAcked, m.wireBytes, m.discardLines, m.discardBytes,
 		m.writeDuration, m.pushFailures, m.lateWrites, m.inflight, m.inflightLimit,
-		m.breakerState, m.breakerTransitions,
+		m.breakerState, m.breakerTransitions, m.activeStreams,
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("distributor: registering metrics: %w", err)

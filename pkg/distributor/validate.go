@@ -31,6 +31,7 @@ const (
 	reasonStructuredMetadataTooMany
 	reasonRecordTooLarge
 	reasonRateLimited
+	reasonStreamLimit
 	numReasons
 )
 
@@ -49,6 +50,7 @@ var reasonNames = [numReasons]string{
 	reasonStructuredMetadataTooMany:    "structured_metadata_too_many",
 	reasonRecordTooLarge:               "record_too_large",
 	reasonRateLimited:                  "rate_limited",
+	reasonStreamLimit:                  "stream_limit",
 }
 
 func (r reason) String() string { return reasonNames[r] }

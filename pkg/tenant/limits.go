@@ -68,6 +68,15 @@ type Limits struct {
 	// MaxStructuredMetadataEntriesCount bounds one entry's metadata pairs.
 	// Default 128; 0 disables.
 	MaxStructuredMetadataEntriesCount int `yaml:"max_structured_metadata_entries_count"`
+	// MaxGlobalStreamsPerUser bounds a tenant's active streams (streams
+	// written within the idle timeout). Pushes that would create more get
+	// 429 (stream_limit) at the distributor, before anything is written —
+	// not at the ingester, where refusing an acknowledged line would lose
+	// it. Default 5000, Loki's; 0 disables. Every stream costs ingester
+	// memory (a chunk, an index entry per flush) however few lines it has:
+	// this is the limit that keeps a label with a request ID in it from
+	// taking the ingesters down.
+	MaxGlobalStreamsPerUser int `yaml:"max_global_streams_per_user"`
 }
 
 // RegisterFlags registers the default limits with Loki's flag names.
@@ -89,6 +98,7 @@ func (l *Limits) RegisterFlags(fs *flag.FlagSet) {
 	l.MaxStructuredMetadataSize = 64 << 10
 	fs.Var(&l.MaxStructuredMetadataSize, "limits.max-structured-metadata-size", "Maximum structured metadata bytes per entry; 0 disables.")
 	fs.IntVar(&l.MaxStructuredMetadataEntriesCount, "limits.max-structured-metadata-entries-count", 128, "Maximum structured metadata pairs per entry; 0 disables.")
+	fs.IntVar(&l.MaxGlobalStreamsPerUser, "ingester.max-global-streams-per-user", 5000, "Maximum active streams per tenant; 0 disables.")
 }
 
 // DefaultLimits returns Loki's default limits, as RegisterFlags sets them.
@@ -108,7 +118,7 @@ func (l *Limits) Validate() error {
 	if l.IngestionRateMB < 0 || l.IngestionBurstSizeMB < 0 {
 		return fmt.Errorf("ingestion_rate_mb and ingestion_burst_size_mb must not be negative")
 	}
-	if l.MaxLabelNamesPerSeries < 0 || l.MaxLabelNameLength < 0 || l.MaxLabelValueLength < 0 || l.MaxStructuredMetadataEntriesCount < 0 {
+	if l.MaxLabelNamesPerSeries < 0 || l.MaxLabelNameLength < 0 || l.MaxLabelValueLength < 0 || l.MaxStructuredMetadataEntriesCount < 0 || l.MaxGlobalStreamsPerUser < 0 {
 		return fmt.Errorf("label and structured metadata limits must not be negative")
 	}
 	return nil
