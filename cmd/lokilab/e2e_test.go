@@ -8,10 +8,7 @@ import (
 	"net/http"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -75,7 +72,8 @@ func TestRunAllInOne(t *testing.T) {
 	dataDir := t.TempDir()
 	httpPort, kafkaPort := freePort(t), freePort(t)
 	args := []string{"run", "-data.dir", dataDir, "-server.http-listen-port", httpPort,
-		"-kafka.broker.listen-address", "127.0.0.1:" + kafkaPort, "-log.level", "warn"}
+		"-kafka.broker.listen-address", "127.0.0.1:" + kafkaPort, "-log.level", "warn",
+		"-memberlist.bind-port", "0", "-ingester.http-base-port", "0"}
 	base := "http://127.0.0.1:" + httpPort
 
 	lab := start(t, "lokilab run", bin.lokilab, args...)
@@ -105,7 +103,11 @@ func TestRunAllInOne(t *testing.T) {
 			t.Errorf("%s lacks %q", path, want)
 		}
 	}
-	lab.stop() // SIGTERM: clean shutdown, exit 0
+	waitRingOwned(t, base, 12, 3)
+	lab.stop() // SIGTERM: clean shutdown, exit 0: the ingesters flush
+	if got := storedIDs(t, filepath.Join(dataDir, "store")); got["first-2-9"] != 1 || len(got) != 30 {
+		t.Fatalf("after a clean stop the store holds %d distinct lines (first-2-9: %d), want all 30 once", len(got), got["first-2-9"])
+	}
 
 	lab = start(t, "lokilab run (again)", bin.lokilab, args...)
 	waitReady(t, base+"/ready")
@@ -137,7 +139,7 @@ func TestWritePathSurvivesKill9(t *testing.T) {
 	url := "http://127.0.0.1:" + httpPort + "/loki/api/v1/push"
 	brokerArgs := []string{"kafka", "-kafka.broker.listen-address", kafkaAddr, "-kafka.broker.data-dir", dataDir,
 		"-kafka.auto-create-topic-default-partitions", "4", "-log.level", "warn"}
-	distArgs := []string{"-kafka.address", kafkaAddr, "-server.http-listen-port", httpPort, "-log.level", "warn",
+	distArgs := []string{"-kafka.address", kafkaAddr, "-server.http-listen-port", httpPort, "-log.level", "warn", "-memberlist.bind-port", "0",
 		"-kafka.write-timeout", "2s", "-distributor.kafka-breaker.open-timeout", "300ms",
 		"-distributor.ingestion-rate-limit-mb", "1000", "-distributor.ingestion-burst-size-mb", "1000"}
 
@@ -146,68 +148,13 @@ func TestWritePathSurvivesKill9(t *testing.T) {
 	dist := start(t, "distributor", bin.distributor, distArgs...)
 	waitReady(t, "http://127.0.0.1:"+httpPort+"/ready")
 
-	var (
-		mu     sync.Mutex
-		acked  = map[string]bool{}
-		codes  = map[string]int{}
-		stop   atomic.Bool
-		wg     sync.WaitGroup
-		client = &http.Client{Timeout: 10 * time.Second}
-	)
-	for w := range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; !stop.Load(); i++ {
-				id := fmt.Sprintf("w%d-%d", w, i)
-				r, err := pushtest.NewRequest(url, "", pushtest.Request(pushtest.Options{Streams: 2, LinesPerStream: 5, ID: id, Seed: uint64(i)}), pushtest.Protobuf)
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				outcome := "connection error"
-				resp, err := client.Do(r)
-				if err == nil {
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					outcome = strconv.Itoa(resp.StatusCode)
-				}
-				mu.Lock()
-				acked[id] = outcome == "204"
-				codes[outcome]++
-				mu.Unlock()
-				time.Sleep(5 * time.Millisecond)
-			}
-		}()
-	}
-	ackedCount := func() (n int) {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, ok := range acked {
-			if ok {
-				n++
-			}
-		}
-		return n
-	}
+	load := startPushLoad(t, url, 4, 2, 5)
 	step := func(what string, d time.Duration) {
 		time.Sleep(d)
-		mu.Lock()
-		t.Logf("%-40s outcomes so far: %v", what, codes)
-		mu.Unlock()
+		t.Logf("%-40s outcomes so far: %s", what, load.outcomes())
 	}
-	// recovered waits until pushes are acknowledged again and logs how long
-	// that took: a figure, not an assertion on time.
 	recovered := func(what string, since time.Time) {
-		before := ackedCount()
-		deadline := time.Now().Add(60 * time.Second)
-		for ackedCount() == before {
-			if time.Now().After(deadline) {
-				t.Fatalf("no push acknowledged within 60s after %s", what)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-		t.Logf("pushes acknowledged again %s after %s", time.Since(since).Round(time.Millisecond), what)
+		t.Logf("pushes acknowledged again %s after %s", load.waitAcked(what, since).Round(time.Millisecond), what)
 	}
 
 	step("running", time.Second)
@@ -225,39 +172,17 @@ func TestWritePathSurvivesKill9(t *testing.T) {
 	waitReady(t, "http://127.0.0.1:"+httpPort+"/ready")
 	recovered("the distributor restarted", restarted)
 	step("distributor restarted", time.Second)
-	stop.Store(true)
-	wg.Wait()
+	load.finish()
 	dist.stop()
 
-	counts := pushtest.CountIDs(t, readTopic(t, kafkaAddr))
-	var ackedPushes, lost, dups, failedStored int
-	for id, ok := range acked {
-		stored := 0
-		for s := range 2 {
-			for l := range 5 {
-				n := counts[fmt.Sprintf("%s-%d-%d", id, s, l)]
-				stored += n
-				if ok && n == 0 {
-					lost++
-				}
-				if n > 1 {
-					dups += n - 1
-				}
-			}
-		}
-		if ok {
-			ackedPushes++
-		} else if stored > 0 {
-			failedStored++
-		}
+	r := load.check(pushtest.CountIDs(t, readTopic(t, kafkaAddr)))
+	t.Logf("%d pushes acknowledged, %d not (%d of those stored anyway); duplicate lines in Kafka: %d; outcomes %s",
+		r.ackedPushes, r.unackedPushes, r.unackedStored, r.dups, load.outcomes())
+	if len(r.lost) > 0 {
+		t.Fatalf("%d acknowledged lines missing from Kafka after kill -9, e.g. %v", len(r.lost), r.lost[:min(5, len(r.lost))])
 	}
-	t.Logf("%d pushes acknowledged, %d not (%d of those stored anyway); duplicate lines in Kafka: %d; outcomes %v",
-		ackedPushes, len(acked)-ackedPushes, failedStored, dups, codes)
-	if lost > 0 {
-		t.Fatalf("%d acknowledged lines missing from Kafka after kill -9", lost)
-	}
-	if ackedPushes == 0 || len(acked) == ackedPushes {
-		t.Fatalf("the kills were not felt: %d of %d pushes acknowledged", ackedPushes, len(acked))
+	if r.ackedPushes == 0 || r.unackedPushes == 0 {
+		t.Fatalf("the kills were not felt: %d of %d pushes acknowledged", r.ackedPushes, r.ackedPushes+r.unackedPushes)
 	}
 	broker.stop()
 }
@@ -275,7 +200,7 @@ func TestKcatReadsTheRecords(t *testing.T) {
 	broker := start(t, "lokilab kafka", bin.lokilab, "kafka", "-kafka.broker.listen-address", kafkaAddr,
 		"-kafka.broker.data-dir", t.TempDir(), "-kafka.auto-create-topic-default-partitions", "3", "-log.level", "warn")
 	broker.waitOutput("kafka broker listening")
-	dist := start(t, "distributor", bin.distributor, "-kafka.address", kafkaAddr, "-server.http-listen-port", httpPort, "-log.level", "warn")
+	dist := start(t, "distributor", bin.distributor, "-kafka.address", kafkaAddr, "-server.http-listen-port", httpPort, "-log.level", "warn", "-memberlist.bind-port", "0")
 	waitReady(t, "http://127.0.0.1:"+httpPort+"/ready")
 
 	req := pushtest.Request(pushtest.Options{Streams: 5, LinesPerStream: 20, ID: "kcat", StructuredMetadata: true})

@@ -8,17 +8,36 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"strings"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/lokilab/lokilab/pkg/ingester"
 	"github.com/lokilab/lokilab/pkg/kafka"
+	"github.com/lokilab/lokilab/pkg/ring"
 	"github.com/lokilab/lokilab/pkg/server"
+	"github.com/lokilab/lokilab/pkg/storage"
 )
 
 // AllInOneConfig is `lokilab run`: the embedded broker plus every component
 // in one process, sharing one data directory.
 type AllInOneConfig struct {
 	DistributorConfig `yaml:",inline"`
+	// Ingester configures every ingester; each gets instance ID
+	// ingester-<n>.
+	Ingester ingester.Config    `yaml:"ingester"`
+	Reader   kafka.ReaderConfig `yaml:"kafka_reader"`
+	Storage  storage.Config     `yaml:"storage_config"`
+	// Ingesters is how many ingesters run. Default 3: enough for
+	// partitions to move between them when one stops.
+	Ingesters int `yaml:"ingesters"`
+	// IngesterHTTPBasePort is the first ingester's HTTP port; ingester n
+	// listens on base+n. Default 3101. 0 picks free ports (the banner
+	// says which).
+	IngesterHTTPBasePort int `yaml:"ingester_http_base_port"`
 	// DataDir holds everything the lab persists: the broker's log under
-	// kafka/ (and, as components arrive, chunks and index under store/).
+	// kafka/, chunks and index under store/.
 	DataDir       string             `yaml:"data_dir"`
 	EmbeddedKafka kafka.BrokerConfig `yaml:"embedded_kafka"`
 }
@@ -26,13 +45,25 @@ type AllInOneConfig struct {
 // RegisterFlags registers every component's flags plus the lab's own.
 func (c *AllInOneConfig) RegisterFlags(fs *flag.FlagSet) {
 	c.DistributorConfig.RegisterFlags(fs)
+	c.Ingester.RegisterFlags(fs)
+	c.Reader.RegisterFlags(fs)
+	c.Storage.RegisterFlags(fs)
+	fs.IntVar(&c.Ingesters, "ingesters", 3, "Number of ingesters to run.")
+	fs.IntVar(&c.IngesterHTTPBasePort, "ingester.http-base-port", 3101, "HTTP port of the first ingester (the others follow); 0 picks free ports.")
 	fs.StringVar(&c.DataDir, "data.dir", "lokilab-data", "Directory for everything the lab persists.")
 	c.EmbeddedKafka.RegisterFlags(fs)
-	// The broker's data dir follows -data.dir unless set on its own.
+	// The broker's and the store's directories follow -data.dir unless
+	// set on their own.
 	c.EmbeddedKafka.DataDir = ""
-	if f := fs.Lookup("kafka.broker.data-dir"); f != nil {
-		f.DefValue = ""
-		f.Usage = "Directory the embedded broker persists its log to; default <data.dir>/kafka."
+	c.Storage.Filesystem.Dir = ""
+	for name, usage := range map[string]string{
+		"kafka.broker.data-dir":  "Directory the embedded broker persists its log to; default <data.dir>/kafka.",
+		"storage.filesystem.dir": "Root directory of the filesystem object store; default <data.dir>/store.",
+	} {
+		if f := fs.Lookup(name); f != nil {
+			f.DefValue = ""
+			f.Usage = usage
+		}
 	}
 }
 
@@ -44,11 +75,24 @@ func (c *AllInOneConfig) Validate() error {
 	if c.EmbeddedKafka.DataDir == "" {
 		c.EmbeddedKafka.DataDir = filepath.Join(c.DataDir, "kafka")
 	}
-	return errors.Join(c.DistributorConfig.Validate(), c.EmbeddedKafka.Validate())
+	if c.Storage.Filesystem.Dir == "" {
+		c.Storage.Filesystem.Dir = filepath.Join(c.DataDir, "store")
+	}
+	var err error
+	if c.Ingesters < 0 {
+		err = errors.New("ingesters must not be negative")
+	}
+	ic := c.Ingester
+	ic.InstanceID = "ingester-0"
+	return errors.Join(err, c.DistributorConfig.Validate(), ic.Validate(), c.Reader.Validate(), c.Storage.Validate(), c.EmbeddedKafka.Validate())
 }
 
 // RunAllInOne runs the whole lab in this process until ctx is done. banner,
 // if not nil, receives a summary of what runs where once everything is up.
+//
+// Shutdown order: the distributor stops taking pushes while the ingesters
+// flush and commit what they consumed; the broker closes last. Records
+// not consumed by then wait in the broker's log for the next start.
 func RunAllInOne(ctx context.Context, cfg AllInOneConfig, defaults any, logger *slog.Logger, banner io.Writer) error {
 	if err := cfg.Validate(); err != nil {
 		return err
@@ -64,6 +108,7 @@ func RunAllInOne(ctx context.Context, cfg AllInOneConfig, defaults any, logger *
 	}
 	// Components reach the broker over loopback TCP like any Kafka client.
 	cfg.Kafka.Address = broker.Addr()
+	cfg.Memberlist.Partitions = partitions
 
 	reg := server.NewRegistry()
 	srv, err := server.New(cfg.Server, server.Options{
@@ -73,31 +118,83 @@ func RunAllInOne(ctx context.Context, cfg AllInOneConfig, defaults any, logger *
 	if err != nil {
 		return err
 	}
-	if banner != nil {
-		printBanner(banner, srv.Addr(), broker.Addr(), cfg, partitions)
+	// Each ingester has its own HTTP server (its /metrics, /ready, /flush)
+	// and registry, as it would in its own process.
+	ingesters := make([]ingesterProc, cfg.Ingesters)
+	for n := range ingesters {
+		ic := IngesterConfig{Server: cfg.Server, Ingester: cfg.Ingester, Kafka: cfg.Kafka, Reader: cfg.Reader, Storage: cfg.Storage, Memberlist: cfg.Memberlist}
+		ic.Ingester.InstanceID = fmt.Sprintf("ingester-%d", n)
+		ic.Server.HTTPListenPort = 0
+		if cfg.IngesterHTTPBasePort > 0 {
+			ic.Server.HTTPListenPort = cfg.IngesterHTTPBasePort + n
+		}
+		ic.Memberlist.BindPort = 0
+		ic.Memberlist.NodeName = ""
+		ireg := server.NewRegistry()
+		isrv, err := server.New(ic.Server, server.Options{Registerer: ireg, Gatherer: ireg, Logger: logger, Config: &ic})
+		if err != nil {
+			return fmt.Errorf("ingester-%d: %w", n, err)
+		}
+		ingesters[n] = ingesterProc{cfg: ic, srv: isrv, reg: ireg}
 	}
-	return runDistributor(ctx, cfg.DistributorConfig, srv, reg, logger)
+	if banner != nil {
+		printBanner(banner, srv.Addr(), broker.Addr(), cfg, partitions, ingesters)
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	ringReady := make(chan *ring.Ring, 1)
+	g.Go(func() error {
+		return runDistributor(gctx, cfg.DistributorConfig, srv, reg, logger, func(r *ring.Ring) { ringReady <- r })
+	})
+	g.Go(func() error {
+		var seed *ring.Ring
+		select {
+		case seed = <-ringReady:
+		case <-gctx.Done():
+			return nil
+		}
+		ig, _ := errgroup.WithContext(gctx)
+		for _, ip := range ingesters {
+			ip.cfg.Memberlist.JoinMembers = []string{seed.Addr()}
+			ig.Go(func() error { return runIngester(gctx, ip.cfg, ip.srv, ip.reg, logger) })
+		}
+		return ig.Wait()
+	})
+	return g.Wait()
 }
 
-func printBanner(w io.Writer, httpAddr, kafkaAddr string, cfg AllInOneConfig, partitions int) {
+type ingesterProc struct {
+	cfg IngesterConfig
+	srv *server.Server
+	reg prometheus.Registerer
+}
+
+func printBanner(w io.Writer, httpAddr, kafkaAddr string, cfg AllInOneConfig, partitions int, ingesters []ingesterProc) {
+	var ing strings.Builder
+	for _, ip := range ingesters {
+		fmt.Fprintf(&ing, "  %-15s http://%s/ingester/status  (/metrics, /ready, POST /flush)\n", ip.cfg.Ingester.InstanceID, ip.srv.Addr())
+	}
 	fmt.Fprintf(w, `
 lokilab is running (all in one process)
 
   Loki push API   http://%[1]s/loki/api/v1/push
-  metrics         http://%[1]s/metrics
+  metrics         http://%[1]s/metrics  (the distributor's; each ingester serves its own)
+  ring            http://%[1]s/ring     (partitions and their owners), /memberlist
   config          http://%[1]s/config   (?mode=diff shows what you changed)
   readiness       http://%[1]s/ready
   profiles        http://%[1]s/debug/pprof/
   Kafka           %[2]s  topic %[3]q, %[4]d partitions (embedded broker)
-  data            %[5]s
-
+  data            %[5]s  (broker log in kafka/, chunks and index in store/)
+%[6]s
 Try:
   curl -s -H 'Content-Type: application/json' http://%[1]s/loki/api/v1/push \
     --data-raw '{"streams":[{"stream":{"app":"hello"},"values":[["'$(date +%%s%%N)'","hello, lokilab"]]}]}' -w '%%{http_code}\n'
   kcat -b %[2]s -t %[3]s -C -e -f 'partition %%p offset %%o key %%k: %%S bytes\n'
 
-Ctrl-C stops it cleanly; restarting on the same data directory keeps the data.
-`, httpAddr, kafkaAddr, cfg.Kafka.Topic, partitions, cfg.DataDir)
+  ls -R %[5]s/store | head   (chunks appear after flushes: POST /flush on an ingester)
+
+Ctrl-C stops it cleanly (ingesters flush first); restarting on the same data directory keeps the data.
+`, httpAddr, kafkaAddr, cfg.Kafka.Topic, partitions, cfg.DataDir, ing.String())
 }
 
 // BrokerProcessConfig is `lokilab kafka`: the embedded broker on its own,

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 	"sync/atomic"
 	"time"
 
@@ -23,6 +24,7 @@ import (
 
 	"github.com/lokilab/lokilab/pkg/distributor"
 	"github.com/lokilab/lokilab/pkg/kafka"
+	"github.com/lokilab/lokilab/pkg/ring"
 	"github.com/lokilab/lokilab/pkg/server"
 	"github.com/lokilab/lokilab/pkg/tenant"
 )
@@ -40,6 +42,13 @@ type DistributorConfig struct {
 	Kafka         kafka.Config         `yaml:"kafka_config"`
 	Limits        tenant.Limits        `yaml:"limits_config"`
 	RuntimeConfig tenant.RuntimeConfig `yaml:"runtime_config"`
+	// Memberlist is the distributor's ring node: through it the
+	// distributor finds each stream's partition and counts the healthy
+	// distributors the global rate limit is divided among.
+	Memberlist ring.Config `yaml:"memberlist"`
+	// InstanceID names this distributor in the ring. Default
+	// "distributor-<hostname>".
+	InstanceID string `yaml:"instance_id"`
 }
 
 // RegisterFlags registers every component's flags.
@@ -50,6 +59,9 @@ func (c *DistributorConfig) RegisterFlags(fs *flag.FlagSet) {
 	c.Kafka.RegisterFlags(fs)
 	c.Limits.RegisterFlags(fs)
 	c.RuntimeConfig.RegisterFlags(fs)
+	c.Memberlist.RegisterFlags(fs)
+	host, _ := os.Hostname()
+	fs.StringVar(&c.InstanceID, "distributor.instance-id", "distributor-"+host, "Name of this distributor in the ring.")
 }
 
 // Validate checks every component's configuration, and the one constraint
@@ -57,7 +69,7 @@ func (c *DistributorConfig) RegisterFlags(fs *flag.FlagSet) {
 // must allow longer than that to answer, or clients would see a dropped
 // connection instead of the 503.
 func (c *DistributorConfig) Validate() error {
-	err := errors.Join(c.Server.Validate(), c.Distributor.Validate(), c.Kafka.Validate(), c.Limits.Validate())
+	err := errors.Join(c.Server.Validate(), c.Distributor.Validate(), c.Kafka.Validate(), c.Limits.Validate(), c.Memberlist.Validate())
 	if c.Server.WriteTimeout > 0 && c.Server.WriteTimeout <= c.Kafka.WriteTimeout {
 		err = errors.Join(err, fmt.Errorf("server.http_server_write_timeout (%s) must exceed kafka_config.write_timeout (%s)",
 			c.Server.WriteTimeout, c.Kafka.WriteTimeout))
@@ -79,10 +91,13 @@ func RunDistributor(ctx context.Context, cfg DistributorConfig, configView, defa
 	if err != nil {
 		return err
 	}
-	return runDistributor(ctx, cfg, srv, reg, logger)
+	return runDistributor(ctx, cfg, srv, reg, logger, nil)
 }
 
-func runDistributor(ctx context.Context, cfg DistributorConfig, srv *server.Server, reg prometheus.Registerer, logger *slog.Logger) error {
+// runDistributor runs the distributor on srv. ringReady, if not nil, is
+// told the distributor's ring node once it exists, so the all-in-one
+// process can join its ingesters to it.
+func runDistributor(ctx context.Context, cfg DistributorConfig, srv *server.Server, reg prometheus.Registerer, logger *slog.Logger, ringReady func(*ring.Ring)) error {
 	overrides, err := tenant.NewOverrides(cfg.Limits, cfg.RuntimeConfig, reg, logger)
 	if err != nil {
 		return err
@@ -133,11 +148,29 @@ func runDistributor(ctx context.Context, cfg DistributorConfig, srv *server.Serv
 			}
 			return err
 		}
+		// The ring's partitions are the topic's: a mismatch would route
+		// streams to partitions nobody consumes, or leave some unused.
+		rcfg := cfg.Memberlist
+		if rcfg.Partitions != n {
+			logger.Info("ring partitions follow the topic", "ring.partitions", rcfg.Partitions, "topic_partitions", n)
+			rcfg.Partitions = n
+		}
+		r, err := ring.New(rcfg, ring.InstanceDesc{ID: cfg.InstanceID, Addr: srv.Addr(), Role: "distributor"}, reg, logger.With("component", "ring"))
+		if err != nil {
+			return err
+		}
+		r.SetState(ring.InstanceActive)
+		srv.Handle("/ring", r.RingHandler())
+		srv.Handle("/memberlist", r.MemberlistHandler())
+		g.Go(func() error { return r.Run(gctx) })
+		if ringReady != nil {
+			ringReady(r)
+		}
 		d, err := distributor.New(cfg.Distributor, distributor.Deps{
 			Limits:      overrides,
-			RateLimiter: tenant.NewRateLimiter(overrides, tenant.StaticDistributors(1), nil),
+			RateLimiter: tenant.NewRateLimiter(overrides, r, nil),
 			Producer:    producer,
-			Partitions:  distributor.StaticPartitions(n),
+			Partitions:  r,
 			Kafka:       cfg.Kafka,
 			AuthEnabled: cfg.AuthEnabled,
 			Registerer:  reg,

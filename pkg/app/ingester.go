@@ -1,0 +1,122 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"log/slog"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/lokilab/lokilab/pkg/ingester"
+	"github.com/lokilab/lokilab/pkg/kafka"
+	"github.com/lokilab/lokilab/pkg/ring"
+	"github.com/lokilab/lokilab/pkg/server"
+	"github.com/lokilab/lokilab/pkg/storage"
+)
+
+// IngesterConfig is an ingester process's configuration.
+type IngesterConfig struct {
+	Server     server.Config      `yaml:"server"`
+	Ingester   ingester.Config    `yaml:"ingester"`
+	Kafka      kafka.Config       `yaml:"kafka_config"`
+	Reader     kafka.ReaderConfig `yaml:"kafka_reader"`
+	Storage    storage.Config     `yaml:"storage_config"`
+	Memberlist ring.Config        `yaml:"memberlist"`
+}
+
+// RegisterFlags registers every component's flags.
+func (c *IngesterConfig) RegisterFlags(fs *flag.FlagSet) {
+	c.Server.RegisterFlags(fs)
+	c.Ingester.RegisterFlags(fs)
+	c.Kafka.RegisterFlags(fs)
+	c.Reader.RegisterFlags(fs)
+	c.Storage.RegisterFlags(fs)
+	c.Memberlist.RegisterFlags(fs)
+}
+
+// Validate checks every component's configuration.
+func (c *IngesterConfig) Validate() error {
+	return errors.Join(c.Server.Validate(), c.Ingester.Validate(), c.Kafka.Validate(), c.Reader.Validate(), c.Storage.Validate())
+}
+
+// RunIngester runs an ingester process until ctx is done or
+// /ingester/shutdown is called.
+func RunIngester(ctx context.Context, cfg IngesterConfig, configView, defaults any, logger *slog.Logger) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	reg := server.NewRegistry()
+	srv, err := server.New(cfg.Server, server.Options{
+		Registerer: reg, Gatherer: reg, Logger: logger,
+		Config: configView, DefaultConfig: defaults,
+	})
+	if err != nil {
+		return err
+	}
+	return runIngester(ctx, cfg, srv, reg, logger)
+}
+
+// runIngester runs one ingester on srv. In the all-in-one process several
+// run side by side, each with its own server, ring node and registry.
+func runIngester(ctx context.Context, cfg IngesterConfig, srv *server.Server, reg prometheus.Registerer, logger *slog.Logger) error {
+	logger = logger.With("component", "ingester", "instance", cfg.Ingester.InstanceID)
+	store, err := storage.New(cfg.Storage, "ingester", reg, logger)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+
+	var r *ring.Ring
+	deps := ingester.Deps{Kafka: cfg.Kafka, Reader: cfg.Reader, Bucket: store.Bucket, Registerer: reg, Logger: logger}
+	if cfg.Ingester.Ownership == ingester.OwnershipRing {
+		self := ring.InstanceDesc{ID: cfg.Ingester.InstanceID, Addr: srv.Addr(), Role: "ingester"}
+		r, err = ring.New(cfg.Memberlist, self, reg, logger.With("component", "ring"))
+		if err != nil {
+			return err
+		}
+		deps.Ring = r
+		srv.Handle("/ring", r.RingHandler())
+		srv.Handle("/memberlist", r.MemberlistHandler())
+	}
+	ing, err := ingester.New(cfg.Ingester, deps)
+	if err != nil {
+		return err
+	}
+	srv.AddReadinessCheck("ingester", ing.Ready)
+	srv.Handle("POST /flush", ing.FlushHandler())
+	srv.Handle("POST /ingester/shutdown", ing.ShutdownHandler())
+	srv.Handle("GET /ingester/status", ing.StatusHandler())
+	srv.Handle("/ingester/faults/store", store.Faults)
+
+	g, gctx := errgroup.WithContext(ctx)
+	ingCtx, stopIngester := context.WithCancel(context.WithoutCancel(gctx))
+	defer stopIngester()
+	g.Go(func() error { return srv.Run(gctx) })
+	ringCtx, stopRing := context.WithCancel(context.WithoutCancel(gctx))
+	defer stopRing()
+	if r != nil {
+		g.Go(func() error { return r.Run(ringCtx) })
+	}
+	g.Go(func() error {
+		// Stop order: the ingester flushes and hands its partitions back
+		// while the ring still gossips, then the ring leaves.
+		go func() { <-gctx.Done(); stopIngester() }()
+		err := ing.Run(ingCtx)
+		stopRing()
+		if err == nil && gctx.Err() == nil {
+			// /ingester/shutdown ended the ingester: end the process too.
+			return errShutdownRequested
+		}
+		return err
+	})
+	logger.Info("ingester running", "http", srv.Addr(), "ownership", cfg.Ingester.Ownership)
+	err = g.Wait()
+	if errors.Is(err, errShutdownRequested) {
+		err = nil
+	}
+	return err
+}
+
+var errShutdownRequested = errors.New("shutdown requested")
