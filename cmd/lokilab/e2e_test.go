@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -104,6 +105,14 @@ func TestRunAllInOne(t *testing.T) {
 		}
 	}
 	waitRingOwned(t, base, 12, 3)
+	// A clean stop flushes what the ingesters have consumed; records not
+	// consumed yet stay in Kafka for the next start. Wait for the push to
+	// be consumed so the store check below is about the flush.
+	ingesters := regexp.MustCompile(`ingester-\d+\s+(http://\S+)/ingester/status`).FindAllStringSubmatch(lab.out.String(), -1)
+	if len(ingesters) != 3 {
+		t.Fatalf("the banner lists %d ingesters, want 3:\n%s", len(ingesters), lab.out.String())
+	}
+	waitConsumed(t, "127.0.0.1:"+kafkaPort, ingesters[0][1], ingesters[1][1], ingesters[2][1])
 	lab.stop() // SIGTERM: clean shutdown, exit 0: the ingesters flush
 	if got := storedIDs(t, filepath.Join(dataDir, "store")); got["first-2-9"] != 1 || len(got) != 30 {
 		t.Fatalf("after a clean stop the store holds %d distinct lines (first-2-9: %d), want all 30 once", len(got), got["first-2-9"])
