@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -325,4 +327,116 @@ func waitOwned(t *testing.T, n int, urls ...string) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Fatalf("partitions not owned exactly once by %v within 60s: %v", urls, last)
+}
+
+// TestStreamLimitBoundsIngesterMemory: a tenant pushing far more distinct
+// streams than max_global_streams_per_user gets 429 stream_limit for the
+// excess, and the ingester's live heap stays under what its configuration
+// allows: a process baseline, plus max_memory_chunk_bytes, plus an
+// allowance per admitted stream. Measured on the ingester process's own
+// /metrics after a forced GC.
+func TestStreamLimitBoundsIngesterMemory(t *testing.T) {
+	const (
+		streamLimit    = 2000
+		chunkMemLimit  = 8 << 20
+		perStreamAllow = 16 << 10 // a stream's map entry, labels and open chunk, with slack
+		baseline       = 16 << 20 // runtime, Kafka client, HTTP server, metrics
+		pushes         = 40
+		streamsPerPush = 1000
+	)
+	dir := t.TempDir()
+	kafkaAddr := "127.0.0.1:" + freePort(t)
+	distPort, ingPort := freePort(t), freePort(t)
+	broker := start(t, "lokilab kafka", bin.lokilab, "kafka", "-kafka.broker.listen-address", kafkaAddr,
+		"-kafka.broker.data-dir", filepath.Join(dir, "kafka"), "-kafka.auto-create-topic-default-partitions", "2", "-log.level", "warn")
+	broker.waitOutput("kafka broker listening")
+	start(t, "distributor", bin.distributor, "-kafka.address", kafkaAddr, "-server.http-listen-port", distPort, "-log.level", "warn", "-memberlist.bind-port", "0",
+		"-distributor.ingestion-rate-limit-mb", "1000", "-distributor.ingestion-burst-size-mb", "1000",
+		"-ingester.max-global-streams-per-user", fmt.Sprint(streamLimit))
+	waitReady(t, "http://127.0.0.1:"+distPort+"/ready")
+	ingURL := "http://127.0.0.1:" + ingPort
+	start(t, "ingester", bin.ingester, "-kafka.address", kafkaAddr, "-server.http-listen-port", ingPort, "-log.level", "warn",
+		"-ingester.ownership", "static", "-ingester.static-partitions", "0,1", "-storage.filesystem.dir", filepath.Join(dir, "store"),
+		"-ingester.max-memory-chunk-bytes", fmt.Sprint(chunkMemLimit), "-kafka.fetch-max-bytes", "4MB")
+	waitReady(t, ingURL+"/ready")
+	runtimeGC(t, ingURL)
+	before := metricSum(t, ingURL, "go_memstats_heap_alloc_bytes")
+
+	url := "http://127.0.0.1:" + distPort + "/loki/api/v1/push"
+	codes := map[int]int{}
+	for i := range pushes {
+		req := pushtest.Request(pushtest.Options{Streams: streamsPerPush, LinesPerStream: 2, ID: fmt.Sprintf("c%d", i), Seed: uint64(i)})
+		for s := range req.Streams {
+			// A label with a request ID in it: every stream is new.
+			req.Streams[s].Labels = fmt.Sprintf(`{app="api", request_id="%d-%d"}`, i, s)
+		}
+		code, body, err := pushTo(url, req, pushtest.Protobuf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		codes[code]++
+		if code == http.StatusTooManyRequests && !strings.Contains(body, "Maximum active stream limit exceeded") {
+			t.Fatalf("429 without the stream limit message: %q", body)
+		}
+	}
+	waitConsumed(t, kafkaAddr, ingURL)
+	runtimeGC(t, ingURL)
+	after := metricSum(t, ingURL, "go_memstats_heap_alloc_bytes")
+	streams := metricSum(t, ingURL, "loki_ingester_memory_streams")
+	refused := metricSum(t, "http://127.0.0.1:"+distPort, `loki_discarded_samples_total{reason="stream_limit",tenant="fake"}`)
+	bound := float64(baseline + chunkMemLimit + streamLimit*perStreamAllow)
+	t.Logf("%d streams attempted, pushes answered %v; distributor refused %.0f lines (stream_limit); ingester holds %.0f streams; live heap %.1f MiB before, %.1f MiB after (bound %.1f MiB)",
+		pushes*streamsPerPush, codes, refused, streams, before/(1<<20), after/(1<<20), bound/(1<<20))
+	if codes[http.StatusTooManyRequests] == 0 || refused < float64((pushes*streamsPerPush-streamLimit)*2) {
+		t.Fatalf("the stream limit did not refuse the excess: answers %v, %.0f lines refused", codes, refused)
+	}
+	if streams > streamLimit {
+		t.Fatalf("the ingester holds %.0f streams, over the limit of %d", streams, streamLimit)
+	}
+	if after > bound {
+		t.Fatalf("ingester live heap %.1f MiB, over its bound of %.1f MiB", after/(1<<20), bound/(1<<20))
+	}
+}
+
+// metricSum returns the sum of the samples of a metric (a name, or a name
+// with its exact label set) on url/metrics.
+func metricSum(t *testing.T, url, series string) float64 {
+	t.Helper()
+	resp, err := http.Get(url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := 0.0
+	for _, line := range strings.Split(string(b), "\n") {
+		name, value, ok := strings.Cut(line, " ")
+		if !ok || strings.HasPrefix(line, "#") {
+			continue
+		}
+		base, _, _ := strings.Cut(name, "{")
+		if name != series && base != series {
+			continue
+		}
+		var v float64
+		if _, err := fmt.Sscan(value, &v); err == nil {
+			sum += v
+		}
+	}
+	return sum
+}
+
+// runtimeGC asks the process for a heap profile with gc=1, which runs a
+// garbage collection first, so heap figures read afterwards are live bytes.
+func runtimeGC(t *testing.T, url string) {
+	t.Helper()
+	resp, err := http.Get(url + "/debug/pprof/heap?gc=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
 }
