@@ -88,6 +88,7 @@ func runIngester(ctx context.Context, cfg IngesterConfig, srv *server.Server, re
 	srv.Handle("POST /flush", ing.FlushHandler())
 	srv.Handle("POST /ingester/shutdown", ing.ShutdownHandler())
 	srv.Handle("GET /ingester/status", ing.StatusHandler())
+	srv.Handle("GET /ingester/query_recent", ing.QueryHandler())
 	srv.Handle("/ingester/faults/store", store.Faults)
 
 	g, gctx := errgroup.WithContext(ctx)

@@ -155,7 +155,11 @@ func (p *partition) upload(ctx context.Context, items []flushItem) error {
 func (p *partition) uploadOne(ctx context.Context, it flushItem) error {
 	sc := it.sc
 	if sc.data == nil {
+		// Encode cuts the chunk's head block; queries snapshot chunks under
+		// p.mu, so the cut must not run beside them.
+		p.mu.Lock()
 		data, err := sc.c.Encode()
+		p.mu.Unlock()
 		if err != nil {
 			return fmt.Errorf("ingester: encoding chunk of %s %s: %w", it.s.tenant, it.s.lstr, err)
 		}

@@ -17,6 +17,7 @@ import (
 	"github.com/lokilab/lokilab/internal/pushtest"
 	"github.com/lokilab/lokilab/internal/storetest"
 	"github.com/lokilab/lokilab/pkg/kafka"
+	"github.com/lokilab/lokilab/pkg/push"
 	"github.com/lokilab/lokilab/pkg/storage"
 )
 
@@ -34,7 +35,8 @@ type harness struct {
 	rcfg       kafka.ReaderConfig
 
 	mu      sync.Mutex
-	written map[string][]string // tenant → lines produced
+	written map[string][]string                // tenant → lines produced
+	streams map[string]map[string][]push.Entry // tenant → stream → entries produced
 }
 
 func newHarness(t testing.TB, partitions int) *harness {
@@ -51,7 +53,7 @@ func newHarness(t testing.TB, partitions int) *harness {
 	if _, err := broker.EnsureTopic(context.Background(), "loki", partitions); err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, partitions: partitions, broker: broker, written: make(map[string][]string)}
+	h := &harness{t: t, partitions: partitions, broker: broker, written: make(map[string][]string), streams: make(map[string]map[string][]push.Entry)}
 	h.kcfg.RegisterFlags(flag.NewFlagSet("", flag.ContinueOnError))
 	h.kcfg.Address = broker.Addr()
 	h.kcfg.ProducerLinger = time.Millisecond
@@ -137,10 +139,14 @@ func (h *harness) produce(tenant string, pushID string, streams, lines int) {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.streams[tenant] == nil {
+		h.streams[tenant] = make(map[string][]push.Entry)
+	}
 	for _, s := range req.Streams {
 		for _, e := range s.Entries {
 			h.written[tenant] = append(h.written[tenant], e.Line)
 		}
+		h.streams[tenant][s.Labels] = append(h.streams[tenant][s.Labels], s.Entries...)
 	}
 }
 

@@ -1,0 +1,261 @@
+package ingester
+
+import (
+	"container/heap"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/lokilab/lokilab/pkg/chunk"
+	"github.com/lokilab/lokilab/pkg/labels"
+	"github.com/lokilab/lokilab/pkg/push"
+	"github.com/lokilab/lokilab/pkg/tenant"
+)
+
+// RecentQuery asks an ingester for the entries it holds in memory: the
+// data not yet (or only just) in the store, which the querier needs for
+// the recent part of a query range.
+type RecentQuery struct {
+	Tenant   string
+	Matchers []*labels.Matcher
+	// From and Through bound entry timestamps in ns: From <= ts < Through.
+	From, Through int64
+	Direction     chunk.Direction
+	// Limit is the most entries returned per stream, in direction order
+	// (a query's overall limit needs no more from any one stream). It
+	// must be positive: it is what bounds this API's memory.
+	Limit int
+}
+
+// MaxRecentLimit caps RecentQuery.Limit: Loki's max_entries_limit_per_query.
+const MaxRecentLimit = 5000
+
+// QueryRecent calls fn once per matching stream with up to q.Limit of its
+// entries in q.Direction order, deduplicated (the same timestamp and line
+// twice in a stream is one entry). Streams are produced one at a time, so
+// memory is bounded by q.Limit entries, not by what the ingester holds. The
+// entries' strings are copies fn may keep.
+//
+// Chunks are snapshotted under the partition's lock (the head block's
+// entries are copied by chunk.Iterator); decompressing and merging happen
+// after the lock is released, so a query never stalls ingestion for longer
+// than it takes to list a stream's chunks.
+func (i *Ingester) QueryRecent(ctx context.Context, q RecentQuery, fn func(stream string, entries []push.Entry) error) error {
+	if q.Limit <= 0 || q.Limit > MaxRecentLimit {
+		return fmt.Errorf("limit must be between 1 and %d", MaxRecentLimit)
+	}
+	for _, id := range i.owned() {
+		p := i.partition(id)
+		if p == nil {
+			continue
+		}
+		for _, snap := range p.snapshot(q) {
+			if err := ctx.Err(); err != nil {
+				closeAll(snap.its)
+				return err
+			}
+			entries, err := mergeStream(snap.its, q.Direction, q.Limit)
+			if err != nil {
+				return fmt.Errorf("ingester: reading stream %s: %w", snap.labels, err)
+			}
+			if len(entries) == 0 {
+				continue
+			}
+			if err := fn(snap.labels, entries); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+type streamSnapshot struct {
+	labels string
+	its    []chunk.Iterator
+}
+
+// snapshot returns, for each of the tenant's streams matching q, iterators
+// over its chunks within the time range.
+func (p *partition) snapshot(q RecentQuery) []streamSnapshot {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []streamSnapshot
+	for _, s := range p.streams[q.Tenant] {
+		if !s.labels.Matches(q.Matchers...) {
+			continue
+		}
+		snap := streamSnapshot{labels: s.lstr}
+		add := func(c *chunk.Chunk) {
+			if c.Entries() == 0 {
+				return
+			}
+			if lo, hi := c.Bounds(); hi < q.From || lo >= q.Through {
+				return
+			}
+			snap.its = append(snap.its, c.Iterator(q.From, q.Through, q.Direction))
+		}
+		for _, sc := range s.sealed {
+			add(sc.c)
+		}
+		if s.head != nil {
+			add(s.head.c)
+		}
+		if len(snap.its) > 0 {
+			out = append(out, snap)
+		}
+	}
+	return out
+}
+
+// mergeStream merges one stream's chunk iterators by timestamp, dropping
+// consecutive identical entries, up to limit entries.
+func mergeStream(its []chunk.Iterator, dir chunk.Direction, limit int) ([]push.Entry, error) {
+	defer closeAll(its)
+	h := &iterHeap{dir: dir}
+	for _, it := range its {
+		if it.Next() {
+			h.its = append(h.its, heapItem{it: it, e: it.At()})
+		} else if err := it.Err(); err != nil {
+			return nil, err
+		}
+	}
+	heap.Init(h)
+	var out []push.Entry
+	for h.Len() > 0 && len(out) < limit {
+		top := &h.its[0]
+		e := top.e
+		if n := len(out); n == 0 || out[n-1].Timestamp != e.Timestamp || out[n-1].Line != e.Line {
+			out = append(out, copyEntry(e))
+		}
+		if top.it.Next() {
+			top.e = top.it.At()
+			heap.Fix(h, 0)
+		} else {
+			if err := top.it.Err(); err != nil {
+				return nil, err
+			}
+			heap.Pop(h)
+		}
+	}
+	return out, nil
+}
+
+func copyEntry(e push.Entry) push.Entry {
+	c := push.Entry{Timestamp: e.Timestamp, Line: strings.Clone(e.Line)}
+	for _, l := range e.StructuredMetadata {
+		c.StructuredMetadata = append(c.StructuredMetadata, labels.Label{Name: strings.Clone(l.Name), Value: strings.Clone(l.Value)})
+	}
+	return c
+}
+
+func closeAll(its []chunk.Iterator) {
+	for _, it := range its {
+		it.Close()
+	}
+}
+
+type heapItem struct {
+	it chunk.Iterator
+	e  push.Entry
+}
+
+type iterHeap struct {
+	its []heapItem
+	dir chunk.Direction
+}
+
+func (h *iterHeap) Len() int { return len(h.its) }
+func (h *iterHeap) Less(a, b int) bool {
+	if h.dir == chunk.Backward {
+		return h.its[a].e.Timestamp > h.its[b].e.Timestamp
+	}
+	return h.its[a].e.Timestamp < h.its[b].e.Timestamp
+}
+func (h *iterHeap) Swap(a, b int) { h.its[a], h.its[b] = h.its[b], h.its[a] }
+func (h *iterHeap) Push(x any)    { h.its = append(h.its, x.(heapItem)) }
+func (h *iterHeap) Pop() any {
+	x := h.its[len(h.its)-1]
+	h.its = h.its[:len(h.its)-1]
+	return x
+}
+
+// QueryHandler serves GET /ingester/query_recent: the recent-data API the
+// querier calls. Parameters: query (a stream selector), start and end
+// (ns; default the last hour), direction (forward|backward, default
+// backward), limit (per stream, default 100, at most 5000). The tenant is
+// X-Scope-OrgID ("fake" without one). The answer is one JSON object per
+// line, one line per stream, written as each stream is read:
+//
+//	{"stream":"{app=\"api\"}","values":[["1700000000000000000","line"],...]}
+func (i *Ingester) QueryHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		q, err := parseRecentQuery(r, i.now())
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		flusher, _ := w.(http.Flusher)
+		enc := json.NewEncoder(w)
+		err = i.QueryRecent(r.Context(), q, func(stream string, entries []push.Entry) error {
+			values := make([][2]string, len(entries))
+			for j, e := range entries {
+				values[j] = [2]string{strconv.FormatInt(e.Timestamp, 10), e.Line}
+			}
+			if err := enc.Encode(struct {
+				Stream string      `json:"stream"`
+				Values [][2]string `json:"values"`
+			}{stream, values}); err != nil {
+				return err
+			}
+			if flusher != nil {
+				flusher.Flush()
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, context.Canceled) {
+			// Headers are gone once a stream was written; the error line
+			// tells the reader the answer is incomplete.
+			_ = enc.Encode(struct {
+				Error string `json:"error"`
+			}{err.Error()})
+		}
+	})
+}
+
+func parseRecentQuery(r *http.Request, now time.Time) (RecentQuery, error) {
+	v := r.URL.Query()
+	q := RecentQuery{Direction: chunk.Backward, Limit: 100, From: now.Add(-time.Hour).UnixNano(), Through: now.UnixNano() + 1}
+	var err error
+	if q.Tenant, err = tenant.FromRequest(r, r.Header.Get(tenant.Header) != ""); err != nil {
+		return q, err
+	}
+	if q.Matchers, err = labels.ParseMatchers(v.Get("query")); err != nil {
+		return q, fmt.Errorf("query: %w", err)
+	}
+	for name, dst := range map[string]*int64{"start": &q.From, "end": &q.Through} {
+		if s := v.Get(name); s != "" {
+			if *dst, err = strconv.ParseInt(s, 10, 64); err != nil {
+				return q, fmt.Errorf("%s: want nanoseconds since the epoch: %w", name, err)
+			}
+		}
+	}
+	switch v.Get("direction") {
+	case "", "backward", "BACKWARD":
+	case "forward", "FORWARD":
+		q.Direction = chunk.Forward
+	default:
+		return q, fmt.Errorf("direction: want forward or backward, got %q", v.Get("direction"))
+	}
+	if s := v.Get("limit"); s != "" {
+		if q.Limit, err = strconv.Atoi(s); err != nil || q.Limit < 1 || q.Limit > MaxRecentLimit {
+			return q, fmt.Errorf("limit: want 1 to %d, got %q", MaxRecentLimit, s)
+		}
+	}
+	return q, nil
+}
