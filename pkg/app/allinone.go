@@ -143,10 +143,15 @@ func RunAllInOne(ctx context.Context, cfg AllInOneConfig, defaults any, logger *
 
 	g, gctx := errgroup.WithContext(ctx)
 	ringReady := make(chan *ring.Ring, 1)
+	ingestersDone := make(chan struct{})
 	g.Go(func() error {
-		return runDistributor(gctx, cfg.DistributorConfig, srv, reg, logger, func(r *ring.Ring) { ringReady <- r })
+		return runDistributor(gctx, cfg.DistributorConfig, srv, reg, logger, distributorHooks{
+			ringReady: func(r *ring.Ring) { ringReady <- r },
+			ringStop:  ingestersDone,
+		})
 	})
 	g.Go(func() error {
+		defer close(ingestersDone)
 		var seed *ring.Ring
 		select {
 		case seed = <-ringReady:

@@ -91,13 +91,24 @@ func RunDistributor(ctx context.Context, cfg DistributorConfig, configView, defa
 	if err != nil {
 		return err
 	}
-	return runDistributor(ctx, cfg, srv, reg, logger, nil)
+	return runDistributor(ctx, cfg, srv, reg, logger, distributorHooks{})
 }
 
-// runDistributor runs the distributor on srv. ringReady, if not nil, is
-// told the distributor's ring node once it exists, so the all-in-one
-// process can join its ingesters to it.
-func runDistributor(ctx context.Context, cfg DistributorConfig, srv *server.Server, reg prometheus.Registerer, logger *slog.Logger, ringReady func(*ring.Ring)) error {
+// distributorHooks let the all-in-one process share the distributor's ring
+// node with its ingesters.
+type distributorHooks struct {
+	// ringReady, if set, is told the ring node once it exists, so
+	// ingesters can join through it.
+	ringReady func(*ring.Ring)
+	// ringStop, if set, keeps the ring node up after ctx ends, until it is
+	// closed: the ingesters hand their partitions over and leave while the
+	// node they gossip through is still there, instead of everyone leaving
+	// at once and each waiting out its leave timeout.
+	ringStop <-chan struct{}
+}
+
+// runDistributor runs the distributor on srv.
+func runDistributor(ctx context.Context, cfg DistributorConfig, srv *server.Server, reg prometheus.Registerer, logger *slog.Logger, hooks distributorHooks) error {
 	overrides, err := tenant.NewOverrides(cfg.Limits, cfg.RuntimeConfig, reg, logger)
 	if err != nil {
 		return err
@@ -162,9 +173,15 @@ func runDistributor(ctx context.Context, cfg DistributorConfig, srv *server.Serv
 		r.SetState(ring.InstanceActive)
 		srv.Handle("/ring", r.RingHandler())
 		srv.Handle("/memberlist", r.MemberlistHandler())
-		g.Go(func() error { return r.Run(gctx) })
-		if ringReady != nil {
-			ringReady(r)
+		ringCtx := gctx
+		if hooks.ringStop != nil {
+			var stop context.CancelFunc
+			ringCtx, stop = context.WithCancel(context.WithoutCancel(gctx))
+			go func() { <-hooks.ringStop; stop() }()
+		}
+		g.Go(func() error { return r.Run(ringCtx) })
+		if hooks.ringReady != nil {
+			hooks.ringReady(r)
 		}
 		d, err := distributor.New(cfg.Distributor, distributor.Deps{
 			Limits:      overrides,

@@ -42,3 +42,30 @@ func TestParseMatchers(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParseMatchers: the selector parser never panics, and a selector it
+// accepts, printed back from its matchers, parses to the same matchers.
+func FuzzParseMatchers(f *testing.F) {
+	for _, s := range []string{`{app="api"}`, `{a!="b", c=~"d.*", e!~"f|g"}`, "{a=`x`}", `{}`, `{a="\u00e9\\n"}`, `{a=~"("}`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		ms, err := ParseMatchers(s)
+		if err != nil {
+			return
+		}
+		var parts []string
+		for _, m := range ms {
+			parts = append(parts, m.String())
+		}
+		again, err := ParseMatchers("{" + strings.Join(parts, ", ") + "}")
+		if err != nil {
+			t.Fatalf("%q parsed, but its printed form %v does not: %v", s, parts, err)
+		}
+		for i := range ms {
+			if again[i].Type != ms[i].Type || again[i].Name != ms[i].Name || again[i].Value != ms[i].Value {
+				t.Fatalf("%q: matcher %d printed and parsed back as %v, was %v", s, i, again[i], ms[i])
+			}
+		}
+	})
+}

@@ -139,6 +139,11 @@ func (w logWriter) Write(p []byte) (int, error) {
 			break
 		}
 	}
+	if level > slog.LevelDebug && strings.Contains(msg, "use of closed network connection") {
+		// A probe racing with this node's own shutdown: expected, and
+		// alarming only to someone reading the log at Ctrl-C.
+		level = slog.LevelDebug
+	}
 	w.l.Log(context.Background(), level, msg)
 	return len(p), nil
 }

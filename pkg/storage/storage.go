@@ -59,7 +59,7 @@ func New(cfg Config, component string, reg prometheus.Registerer, logger *slog.L
 		return nil, err
 	}
 	if logger != nil {
-		logger.Info("object store ready", "backend", cfg.Backend, "bucket", backend.Name(), "component", component)
+		logger.Info("object store ready", "backend", cfg.Backend, "bucket", backend.Name(), "bucket_label", component)
 	}
 	return s, nil
 }
@@ -92,7 +92,7 @@ func wrap(backend objstore.Bucket, component string, reg prometheus.Registerer, 
 		faultReg = prometheus.WrapRegistererWith(prometheus.Labels{"bucket": component}, reg)
 	}
 	if logger != nil {
-		logger = logger.With("component", component)
+		logger = logger.With("bucket_label", component)
 	}
 	faults, err := newFaultBucket(backend, rand.Uint64(), faultReg, logger)
 	if err != nil {
@@ -176,7 +176,7 @@ func newS3(cfg S3Config, component string, logger *slog.Logger) (objstore.Bucket
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	b, err := s3.NewBucketWithConfig(kitLogger{logger.With("component", component)}, c, "lokilab-"+component, nil)
+	b, err := s3.NewBucketWithConfig(kitLogger{logger.With("bucket_label", component)}, c, "lokilab-"+component, nil)
 	if err != nil {
 		return nil, fmt.Errorf("storage: s3 bucket %q at %s: %w", cfg.BucketName, endpoint, err)
 	}
