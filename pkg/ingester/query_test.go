@@ -31,10 +31,7 @@ func TestQueryRecent(t *testing.T) {
 	eventually(t, "all consumed", h.consumedAll(r.ing))
 
 	// What tenant a wrote to app="api" (stream 0 of pushtest.Request).
-	var all []push.Entry
-	for _, e := range h.entries("a", `{app="api", env="prod", pod="pod-0"}`) {
-		all = append(all, e)
-	}
+	all := h.entries("a", `{app="api", env="prod", pod="pod-0"}`)
 	if len(all) != 200 {
 		t.Fatalf("test setup: %d entries in the stream", len(all))
 	}
