@@ -10,36 +10,20 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
 
 	"github.com/lokilab/lokilab/pkg/app"
-	"github.com/lokilab/lokilab/pkg/config"
-	"github.com/lokilab/lokilab/pkg/server"
 )
 
 func main() {
-	if err := run(os.Args[1:]); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := app.Main(ctx, "ingester", os.Args[1:], os.Stderr, app.RunIngester)
+	stop()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "ingester:", err)
 		os.Exit(1)
 	}
-}
-
-func run(args []string) error {
-	var cfg, defaults app.IngesterConfig
-	defaults.RegisterFlags(flag.NewFlagSet("defaults", flag.ContinueOnError))
-	fs := flag.NewFlagSet("ingester", flag.ContinueOnError)
-	if err := config.Parse(fs, args, &cfg); err != nil {
-		return err
-	}
-	logger, err := server.NewLogger(os.Stderr, cfg.Server.LogLevel, cfg.Server.LogFormat)
-	if err != nil {
-		return err
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	return app.RunIngester(ctx, cfg, &cfg, &defaults, logger)
 }

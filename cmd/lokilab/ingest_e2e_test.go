@@ -26,16 +26,9 @@ import (
 // back through the index and chunk code; the duplicates the replays made
 // are counted and removed at read.
 func TestIngesterSurvivesKill9(t *testing.T) {
-	dir := t.TempDir()
-	kafkaAddr := "127.0.0.1:" + freePort(t)
-	distPort, ingPort := freePort(t), freePort(t)
-	storeDir := filepath.Join(dir, "store")
-	broker := start(t, "lokilab kafka", bin.lokilab, "kafka", "-kafka.broker.listen-address", kafkaAddr,
-		"-kafka.broker.data-dir", filepath.Join(dir, "kafka"), "-kafka.auto-create-topic-default-partitions", "4", "-log.level", "warn")
-	broker.waitOutput("kafka broker listening")
-	start(t, "distributor", bin.distributor, "-kafka.address", kafkaAddr, "-server.http-listen-port", distPort, "-log.level", "warn", "-memberlist.bind-port", "0",
-		"-distributor.ingestion-rate-limit-mb", "1000", "-distributor.ingestion-burst-size-mb", "1000")
-	waitReady(t, "http://127.0.0.1:"+distPort+"/ready")
+	kafkaAddr, distURL := startWritePath(t, 4)
+	ingPort := freePort(t)
+	storeDir := filepath.Join(t.TempDir(), "store")
 
 	ingArgs := []string{"-kafka.address", kafkaAddr, "-server.http-listen-port", ingPort, "-log.level", "warn",
 		"-ingester.ownership", "static", "-ingester.static-partitions", "0,1,2,3",
@@ -47,7 +40,7 @@ func TestIngesterSurvivesKill9(t *testing.T) {
 	ing := start(t, "ingester", bin.ingester, ingArgs...)
 	waitReady(t, "http://127.0.0.1:"+ingPort+"/ready")
 
-	load := startPushLoad(t, "http://127.0.0.1:"+distPort+"/loki/api/v1/push", 4, 6, 3)
+	load := startPushLoad(t, distURL+"/loki/api/v1/push", 4, 6, 3)
 	for round := range 2 {
 		time.Sleep(1500 * time.Millisecond)
 		ing.kill()
@@ -218,16 +211,8 @@ func waitRingOwned(t *testing.T, base string, partitions, ingesters int) {
 // No acknowledged line is lost; the rebalance's re-reads show up as
 // duplicates removed at read.
 func TestGroupModeSurvivesKill9(t *testing.T) {
-	dir := t.TempDir()
-	kafkaAddr := "127.0.0.1:" + freePort(t)
-	distPort := freePort(t)
-	storeDir := filepath.Join(dir, "store")
-	broker := start(t, "lokilab kafka", bin.lokilab, "kafka", "-kafka.broker.listen-address", kafkaAddr,
-		"-kafka.broker.data-dir", filepath.Join(dir, "kafka"), "-kafka.auto-create-topic-default-partitions", "4", "-log.level", "warn")
-	broker.waitOutput("kafka broker listening")
-	start(t, "distributor", bin.distributor, "-kafka.address", kafkaAddr, "-server.http-listen-port", distPort, "-log.level", "warn", "-memberlist.bind-port", "0",
-		"-distributor.ingestion-rate-limit-mb", "1000", "-distributor.ingestion-burst-size-mb", "1000")
-	waitReady(t, "http://127.0.0.1:"+distPort+"/ready")
+	kafkaAddr, distURL := startWritePath(t, 4)
+	storeDir := filepath.Join(t.TempDir(), "store")
 
 	ingester := func(name string) (*proc, string) {
 		port := freePort(t)
@@ -241,7 +226,7 @@ func TestGroupModeSurvivesKill9(t *testing.T) {
 	b, bURL := ingester("ingester-b")
 	waitOwned(t, 4, aURL, bURL)
 
-	load := startPushLoad(t, "http://127.0.0.1:"+distPort+"/loki/api/v1/push", 4, 6, 3)
+	load := startPushLoad(t, distURL+"/loki/api/v1/push", 4, 6, 3)
 	time.Sleep(time.Second)
 	b.kill()
 	killed := time.Now()
@@ -344,16 +329,9 @@ func TestStreamLimitBoundsIngesterMemory(t *testing.T) {
 		pushes         = 40
 		streamsPerPush = 1000
 	)
+	kafkaAddr, distURL := startWritePath(t, 2, "-ingester.max-global-streams-per-user", fmt.Sprint(streamLimit))
+	ingPort := freePort(t)
 	dir := t.TempDir()
-	kafkaAddr := "127.0.0.1:" + freePort(t)
-	distPort, ingPort := freePort(t), freePort(t)
-	broker := start(t, "lokilab kafka", bin.lokilab, "kafka", "-kafka.broker.listen-address", kafkaAddr,
-		"-kafka.broker.data-dir", filepath.Join(dir, "kafka"), "-kafka.auto-create-topic-default-partitions", "2", "-log.level", "warn")
-	broker.waitOutput("kafka broker listening")
-	start(t, "distributor", bin.distributor, "-kafka.address", kafkaAddr, "-server.http-listen-port", distPort, "-log.level", "warn", "-memberlist.bind-port", "0",
-		"-distributor.ingestion-rate-limit-mb", "1000", "-distributor.ingestion-burst-size-mb", "1000",
-		"-ingester.max-global-streams-per-user", fmt.Sprint(streamLimit))
-	waitReady(t, "http://127.0.0.1:"+distPort+"/ready")
 	ingURL := "http://127.0.0.1:" + ingPort
 	start(t, "ingester", bin.ingester, "-kafka.address", kafkaAddr, "-server.http-listen-port", ingPort, "-log.level", "warn",
 		"-ingester.ownership", "static", "-ingester.static-partitions", "0,1", "-storage.filesystem.dir", filepath.Join(dir, "store"),
@@ -362,7 +340,7 @@ func TestStreamLimitBoundsIngesterMemory(t *testing.T) {
 	runtimeGC(t, ingURL)
 	before := metricSum(t, ingURL, "go_memstats_heap_alloc_bytes")
 
-	url := "http://127.0.0.1:" + distPort + "/loki/api/v1/push"
+	url := distURL + "/loki/api/v1/push"
 	codes := map[int]int{}
 	for i := range pushes {
 		req := pushtest.Request(pushtest.Options{Streams: streamsPerPush, LinesPerStream: 2, ID: fmt.Sprintf("c%d", i), Seed: uint64(i)})
@@ -383,7 +361,7 @@ func TestStreamLimitBoundsIngesterMemory(t *testing.T) {
 	runtimeGC(t, ingURL)
 	after := metricSum(t, ingURL, "go_memstats_heap_alloc_bytes")
 	streams := metricSum(t, ingURL, "loki_ingester_memory_streams")
-	refused := metricSum(t, "http://127.0.0.1:"+distPort, `loki_discarded_samples_total{reason="stream_limit",tenant="fake"}`)
+	refused := metricSum(t, distURL, `loki_discarded_samples_total{reason="stream_limit",tenant="fake"}`)
 	bound := float64(baseline + chunkMemLimit + streamLimit*perStreamAllow)
 	t.Logf("%d streams attempted, pushes answered %v; distributor refused %.0f lines (stream_limit); ingester holds %.0f streams; live heap %.1f MiB before, %.1f MiB after (bound %.1f MiB)",
 		pushes*streamsPerPush, codes, refused, streams, before/(1<<20), after/(1<<20), bound/(1<<20))
@@ -439,4 +417,23 @@ func runtimeGC(t *testing.T, url string) {
 	}
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
+}
+
+// startWritePath starts a broker process (topic "loki" with the given
+// partitions, on a temporary data dir) and a distributor process with rate
+// limits out of the way, and returns the broker's address and the
+// distributor's base URL.
+func startWritePath(t *testing.T, partitions int, distArgs ...string) (kafkaAddr, distURL string) {
+	t.Helper()
+	kafkaAddr = "127.0.0.1:" + freePort(t)
+	distPort := freePort(t)
+	broker := start(t, "lokilab kafka", bin.lokilab, "kafka", "-kafka.broker.listen-address", kafkaAddr,
+		"-kafka.broker.data-dir", filepath.Join(t.TempDir(), "kafka"), "-kafka.auto-create-topic-default-partitions", fmt.Sprint(partitions), "-log.level", "warn")
+	broker.waitOutput("kafka broker listening")
+	start(t, "distributor", bin.distributor, append([]string{"-kafka.address", kafkaAddr, "-server.http-listen-port", distPort,
+		"-log.level", "warn", "-memberlist.bind-port", "0",
+		"-distributor.ingestion-rate-limit-mb", "1000", "-distributor.ingestion-burst-size-mb", "1000"}, distArgs...)...)
+	distURL = "http://127.0.0.1:" + distPort
+	waitReady(t, distURL+"/ready")
+	return kafkaAddr, distURL
 }

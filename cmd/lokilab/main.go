@@ -63,18 +63,11 @@ func run(args []string, stdout, stderr io.Writer) error {
 }
 
 func runAllInOne(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	var cfg, defaults app.AllInOneConfig
-	defaults.RegisterFlags(flag.NewFlagSet("defaults", flag.ContinueOnError))
-	fs := flag.NewFlagSet("lokilab run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	if err := config.Parse(fs, args, &cfg); err != nil {
-		return err
-	}
-	logger, err := server.NewLogger(stderr, cfg.Server.LogLevel, cfg.Server.LogFormat)
+	cfg, defaults, logger, err := app.Parse[app.AllInOneConfig]("lokilab run", args, stderr)
 	if err != nil {
 		return err
 	}
-	return app.RunAllInOne(ctx, cfg, &defaults, logger, stdout)
+	return app.RunAllInOne(ctx, *cfg, defaults, logger, stdout)
 }
 
 func runKafka(ctx context.Context, args []string, stdout, stderr io.Writer) error {

@@ -110,11 +110,7 @@ func RunAllInOne(ctx context.Context, cfg AllInOneConfig, defaults any, logger *
 	cfg.Kafka.Address = broker.Addr()
 	cfg.Memberlist.Partitions = partitions
 
-	reg := server.NewRegistry()
-	srv, err := server.New(cfg.Server, server.Options{
-		Registerer: reg, Gatherer: reg, Logger: logger,
-		Config: &cfg, DefaultConfig: defaults,
-	})
+	srv, reg, err := newServer(cfg.Server, &cfg, defaults, logger)
 	if err != nil {
 		return err
 	}
@@ -130,8 +126,7 @@ func RunAllInOne(ctx context.Context, cfg AllInOneConfig, defaults any, logger *
 		}
 		ic.Memberlist.BindPort = 0
 		ic.Memberlist.NodeName = ""
-		ireg := server.NewRegistry()
-		isrv, err := server.New(ic.Server, server.Options{Registerer: ireg, Gatherer: ireg, Logger: logger, Config: &ic})
+		isrv, ireg, err := newServer(ic.Server, &ic, nil, logger)
 		if err != nil {
 			return fmt.Errorf("ingester-%d: %w", n, err)
 		}

@@ -83,11 +83,7 @@ func RunDistributor(ctx context.Context, cfg DistributorConfig, configView, defa
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	reg := server.NewRegistry()
-	srv, err := server.New(cfg.Server, server.Options{
-		Registerer: reg, Gatherer: reg, Logger: logger,
-		Config: configView, DefaultConfig: defaults,
-	})
+	srv, reg, err := newServer(cfg.Server, configView, defaults, logger)
 	if err != nil {
 		return err
 	}

@@ -47,11 +47,7 @@ func RunIngester(ctx context.Context, cfg IngesterConfig, configView, defaults a
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	reg := server.NewRegistry()
-	srv, err := server.New(cfg.Server, server.Options{
-		Registerer: reg, Gatherer: reg, Logger: logger,
-		Config: configView, DefaultConfig: defaults,
-	})
+	srv, reg, err := newServer(cfg.Server, configView, defaults, logger)
 	if err != nil {
 		return err
 	}

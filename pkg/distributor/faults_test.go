@@ -15,25 +15,13 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/lokilab/lokilab/internal/kafkatest"
 	"github.com/lokilab/lokilab/internal/metricstest"
 	"github.com/lokilab/lokilab/internal/pushtest"
 	"github.com/lokilab/lokilab/pkg/kafka"
 	"github.com/lokilab/lokilab/pkg/push"
 	"github.com/lokilab/lokilab/pkg/tenant"
 )
-
-// waitFor polls cond until it holds or the deadline passes. It waits for
-// the system to reach a state; it asserts nothing about how long that took.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
 
 func onePush(id string) *push.Request {
 	return pushtest.Request(pushtest.Options{Streams: 2, LinesPerStream: 5, Start: testNow.Add(-time.Minute), Seed: 3, ID: id})
@@ -89,7 +77,7 @@ func TestBrokerErrorsOpenAndCloseTheBreaker(t *testing.T) {
 	// closes the breaker.
 	fault.Remove()
 	var ok atomic.Int32
-	waitFor(t, "a push to succeed after recovery", func() bool {
+	kafkatest.Eventually(t, "a push to succeed after recovery", func() bool {
 		if resp := h.push("", onePush(fmt.Sprint("recover-", ok.Add(1))), pushtest.Protobuf); resp.code == http.StatusNoContent {
 			return true
 		}
@@ -154,7 +142,7 @@ func TestStalledKafkaFailsThePushAtTheWriteTimeout(t *testing.T) {
 	}
 
 	release()
-	waitFor(t, "the late write to be counted", func() bool {
+	kafkatest.Eventually(t, "the late write to be counted", func() bool {
 		return metricstest.Value(t, h.reg, "lokilab_distributor_kafka_late_writes_total", "result", "success") == 1
 	})
 	if h.d.InflightBytes() != 0 {
@@ -322,7 +310,7 @@ func TestEveryAcknowledgedPushIsInKafkaExactlyOnce(t *testing.T) {
 	}
 
 	// Let the late writes of timed-out pushes settle before reading.
-	waitFor(t, "in-flight bytes to drain", func() bool { return h.d.InflightBytes() == 0 })
+	kafkatest.Eventually(t, "in-flight bytes to drain", func() bool { return h.d.InflightBytes() == 0 })
 	counts := pushtest.CountIDs(t, h.drain())
 
 	var ackedPushes, failedPushes, failedButStored, lost, dup int
@@ -406,7 +394,7 @@ func TestRefusedPushesDoNotSpendRateLimit(t *testing.T) {
 		}
 	}
 	fault.Remove()
-	waitFor(t, "the breaker to let a probe through", func() bool { return h.d.BreakerState() != "open" })
+	kafkatest.Eventually(t, "the breaker to let a probe through", func() bool { return h.d.BreakerState() != "open" })
 	if resp := h.push("", onePush("after"), pushtest.Protobuf); resp.code != http.StatusNoContent {
 		t.Fatalf("first push after the outage answered %d %q: the refused pushes spent the tenant's tokens", resp.code, resp.body)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/lokilab/lokilab/internal/kafkatest"
 	"github.com/lokilab/lokilab/internal/pushtest"
 	"github.com/lokilab/lokilab/pkg/kafka"
 	"github.com/lokilab/lokilab/pkg/push"
@@ -57,18 +58,7 @@ func newHarness(t testing.TB, o harnessOptions) *harness {
 	if o.partitions == 0 {
 		o.partitions = 4
 	}
-	var bcfg kafka.BrokerConfig
-	bcfg.RegisterFlags(flag.NewFlagSet("", flag.ContinueOnError))
-	bcfg.DataDir = filepath.Join(t.TempDir(), "kafka")
-	bcfg.ListenAddress = "127.0.0.1:0"
-	broker, err := kafka.NewBroker(bcfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(broker.Close)
-	if _, err := broker.EnsureTopic(context.Background(), "loki", o.partitions); err != nil {
-		t.Fatal(err)
-	}
+	broker := kafkatest.Broker(t, o.partitions)
 
 	var kcfg kafka.Config
 	kcfg.RegisterFlags(flag.NewFlagSet("", flag.ContinueOnError))

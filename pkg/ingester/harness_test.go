@@ -4,7 +4,6 @@ import (
 	"context"
 	"flag"
 	"log/slog"
-	"path/filepath"
 	"sort"
 	"sync"
 	"testing"
@@ -14,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/lokilab/lokilab/internal/kafkatest"
 	"github.com/lokilab/lokilab/internal/pushtest"
 	"github.com/lokilab/lokilab/internal/storetest"
 	"github.com/lokilab/lokilab/pkg/kafka"
@@ -41,24 +41,14 @@ type harness struct {
 
 func newHarness(t testing.TB, partitions int) *harness {
 	t.Helper()
-	var bcfg kafka.BrokerConfig
-	bcfg.RegisterFlags(flag.NewFlagSet("", flag.ContinueOnError))
-	bcfg.DataDir = filepath.Join(t.TempDir(), "kafka")
-	bcfg.ListenAddress = "127.0.0.1:0"
-	broker, err := kafka.NewBroker(bcfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(broker.Close)
-	if _, err := broker.EnsureTopic(context.Background(), "loki", partitions); err != nil {
-		t.Fatal(err)
-	}
+	broker := kafkatest.Broker(t, partitions)
 	h := &harness{t: t, partitions: partitions, broker: broker, written: make(map[string][]string), streams: make(map[string]map[string][]push.Entry)}
 	h.kcfg.RegisterFlags(flag.NewFlagSet("", flag.ContinueOnError))
 	h.kcfg.Address = broker.Addr()
 	h.kcfg.ProducerLinger = time.Millisecond
 	h.rcfg.RegisterFlags(flag.NewFlagSet("", flag.ContinueOnError))
 	h.rcfg.FetchMaxWait = 50 * time.Millisecond
+	var err error
 	h.producer, err = kafka.NewWriterClient(h.kcfg, nil, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -208,18 +198,8 @@ func (h *harness) committed() map[int32]int64 {
 	return out
 }
 
-// eventually polls cond until it holds, failing after a generous deadline.
-// It waits for the system to converge; it asserts nothing about time.
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
+// eventually waits for cond; see kafkatest.Eventually.
+func eventually(t testing.TB, what string, cond func() bool) { kafkatest.Eventually(t, what, cond) }
 
 // consumedAll reports whether ing owns every partition and has processed
 // every record produced so far.

@@ -180,26 +180,35 @@ func (p *parser) skipSpace() {
 }
 
 func (p *parser) parse() ([]Label, error) {
+	var ls []Label
+	err := p.braced(true, func() error {
+		l, err := p.label()
+		ls = append(ls, l)
+		return err
+	})
+	return ls, err
+}
+
+// braced parses "{item, item, ...}" and nothing after it, calling item at
+// the start of each item. allowEmpty accepts "{}".
+func (p *parser) braced(allowEmpty bool, item func() error) error {
 	p.skipSpace()
 	if p.pos >= len(p.s) || p.s[p.pos] != '{' {
-		return nil, p.errorf("expected '{'")
+		return p.errorf("expected '{'")
 	}
 	p.pos++
-	var ls []Label
-	for {
+	for n := 0; ; n++ {
 		p.skipSpace()
-		if p.pos < len(p.s) && p.s[p.pos] == '}' && len(ls) == 0 {
+		if allowEmpty && n == 0 && p.pos < len(p.s) && p.s[p.pos] == '}' {
 			p.pos++
 			break
 		}
-		l, err := p.label()
-		if err != nil {
-			return nil, err
+		if err := item(); err != nil {
+			return err
 		}
-		ls = append(ls, l)
 		p.skipSpace()
 		if p.pos >= len(p.s) {
-			return nil, p.errorf("expected ',' or '}'")
+			return p.errorf("expected ',' or '}'")
 		}
 		if p.s[p.pos] == ',' {
 			p.pos++
@@ -209,16 +218,17 @@ func (p *parser) parse() ([]Label, error) {
 			p.pos++
 			break
 		}
-		return nil, p.errorf("expected ',' or '}', found %q", p.s[p.pos])
+		return p.errorf("expected ',' or '}', found %q", p.s[p.pos])
 	}
 	p.skipSpace()
 	if p.pos != len(p.s) {
-		return nil, p.errorf("unexpected %q after '}'", p.s[p.pos:])
+		return p.errorf("unexpected %q after '}'", p.s[p.pos:])
 	}
-	return ls, nil
+	return nil
 }
 
-func (p *parser) label() (Label, error) {
+// name reads a label name at p.pos.
+func (p *parser) name() (string, error) {
 	start := p.pos
 	for p.pos < len(p.s) {
 		c := p.s[p.pos]
@@ -231,9 +241,17 @@ func (p *parser) label() (Label, error) {
 	name := p.s[start:p.pos]
 	if !IsValidName(name) {
 		if name == "" && p.pos < len(p.s) {
-			return Label{}, p.errorf("expected a label name, found %q", p.s[p.pos])
+			return "", p.errorf("expected a label name, found %q", p.s[p.pos])
 		}
-		return Label{}, p.errorf("invalid label name %q", name)
+		return "", p.errorf("invalid label name %q", name)
+	}
+	return name, nil
+}
+
+func (p *parser) label() (Label, error) {
+	name, err := p.name()
+	if err != nil {
+		return Label{}, err
 	}
 	p.skipSpace()
 	if p.pos >= len(p.s) || p.s[p.pos] != '=' {

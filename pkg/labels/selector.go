@@ -6,56 +6,22 @@ package labels
 // same rules. An empty selector {} is an error: it would match every stream.
 func ParseMatchers(s string) ([]*Matcher, error) {
 	p := parser{s: s}
-	p.skipSpace()
-	if p.pos >= len(p.s) || p.s[p.pos] != '{' {
-		return nil, p.errorf("expected '{'")
-	}
-	p.pos++
 	var ms []*Matcher
-	for {
-		p.skipSpace()
+	err := p.braced(false, func() error {
 		m, err := p.matcher()
-		if err != nil {
-			return nil, err
-		}
 		ms = append(ms, m)
-		p.skipSpace()
-		if p.pos >= len(p.s) {
-			return nil, p.errorf("expected ',' or '}'")
-		}
-		if p.s[p.pos] == ',' {
-			p.pos++
-			continue
-		}
-		if p.s[p.pos] == '}' {
-			p.pos++
-			break
-		}
-		return nil, p.errorf("expected ',' or '}', found %q", p.s[p.pos])
-	}
-	p.skipSpace()
-	if p.pos != len(p.s) {
-		return nil, p.errorf("unexpected %q after '}'", p.s[p.pos:])
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
 	return ms, nil
 }
 
 func (p *parser) matcher() (*Matcher, error) {
-	start := p.pos
-	for p.pos < len(p.s) {
-		c := p.s[p.pos]
-		if c == '_' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') {
-			p.pos++
-			continue
-		}
-		break
-	}
-	name := p.s[start:p.pos]
-	if !IsValidName(name) {
-		if name == "" && p.pos < len(p.s) {
-			return nil, p.errorf("expected a label name, found %q", p.s[p.pos])
-		}
-		return nil, p.errorf("invalid label name %q", name)
+	name, err := p.name()
+	if err != nil {
+		return nil, err
 	}
 	p.skipSpace()
 	var t MatchType

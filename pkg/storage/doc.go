@@ -25,8 +25,11 @@
 //     and rename), Delete removes one object, keys cannot leave the root.
 //   - s3: AWS S3 or MinIO (docker compose), through objstore's minio-go
 //     client. Building the bucket makes no request; a wrong endpoint or
-//     key shows up as a failed operation, with the error in the log and
-//     in loki_objstore_bucket_operation_failures_total.
+//     key shows up as a failed operation, counted in
+//     loki_objstore_bucket_operation_failures_total. The client retries
+//     failed requests (up to 10 times, with backoff), so an unreachable
+//     endpoint surfaces as the caller's context deadline rather than
+//     "connection refused": every operation needs a deadline.
 //   - memory: objstore's map; gone when the process exits. For tests.
 //
 // # Metrics

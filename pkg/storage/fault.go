@@ -147,6 +147,11 @@ func (f Fault) MarshalJSON() ([]byte, error) {
 // the message of the error to return. Unknown fields are rejected, so a
 // misspelt key does not silently leave a fault wider than meant.
 func (f *Fault) UnmarshalJSON(b []byte) error {
+	// A null would decode to {}, a fault failing everything: too much to
+	// do by accident.
+	if bytes.Equal(bytes.TrimSpace(b), []byte("null")) {
+		return errors.New("a fault cannot be null; {} fails every operation")
+	}
 	var j faultJSON
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()

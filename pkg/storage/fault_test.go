@@ -341,6 +341,7 @@ func TestFaultJSON(t *testing.T) {
 		{`{"latency":2}`, Fault{}, "cannot unmarshal"},
 		{`{"op":["get"]}`, Fault{}, `unknown field "op"`},
 		{`[]`, Fault{}, "cannot unmarshal"},
+		{`null`, Fault{}, "cannot be null"},
 	} {
 		var got Fault
 		err := json.Unmarshal([]byte(tc.in), &got)
@@ -471,7 +472,7 @@ func TestFaultHTTPHandler(t *testing.T) {
 		t.Errorf("upload after the faults were replaced: %v", err)
 	}
 
-	for _, body := range []string{``, `{"ops":["put"]}`, `{"rate":`, `{"rate":1} {}`} {
+	for _, body := range []string{``, `null`, `[null]`, `{"ops":["put"]}`, `{"rate":`, `{"rate":1} {}`} {
 		if code, _, raw := do(http.MethodPut, body); code != http.StatusBadRequest {
 			t.Errorf("PUT %q: %d %s, want 400", body, code, raw)
 		}
