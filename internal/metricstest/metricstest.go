@@ -43,6 +43,20 @@ func HistogramCount(t testing.TB, g prometheus.Gatherer, name string, labelPairs
 	return m.Histogram.GetSampleCount()
 }
 
+// HistogramSum returns the sum of observations of the histogram name whose
+// labels include the given pairs, or 0.
+func HistogramSum(t testing.TB, g prometheus.Gatherer, name string, labelPairs ...string) float64 {
+	t.Helper()
+	m := find(t, g, name, labelPairs)
+	if m == nil {
+		return 0
+	}
+	if m.Histogram == nil {
+		t.Fatalf("metric %s is not a histogram", name)
+	}
+	return m.Histogram.GetSampleSum()
+}
+
 // Sum adds up every series of the counter or gauge name whose labels include
 // the given pairs.
 func Sum(t testing.TB, g prometheus.Gatherer, name string, labelPairs ...string) float64 {

@@ -158,10 +158,10 @@ func TestMetricsFollowOperations(t *testing.T) {
 			if n := metricstest.HistogramCount(t, reg, "loki_objstore_bucket_operation_duration_seconds", "operation", "upload"); n != 2 {
 				t.Errorf("upload duration observations = %d, want 2", n)
 			}
-			if got := histogramSum(t, reg, "loki_objstore_bucket_operation_transferred_bytes", "operation", "upload"); got != 2000 {
+			if got := metricstest.HistogramSum(t, reg, "loki_objstore_bucket_operation_transferred_bytes", "operation", "upload"); got != 2000 {
 				t.Errorf("upload bytes = %v, want 2000", got)
 			}
-			if got := histogramSum(t, reg, "loki_objstore_bucket_operation_transferred_bytes", "operation", "get"); got != 1000 {
+			if got := metricstest.HistogramSum(t, reg, "loki_objstore_bucket_operation_transferred_bytes", "operation", "get"); got != 1000 {
 				t.Errorf("get bytes = %v, want 1000", got)
 			}
 
@@ -184,32 +184,6 @@ func TestMetricsFollowOperations(t *testing.T) {
 	}
 }
 
-func histogramSum(t *testing.T, g prometheus.Gatherer, name string, labelPairs ...string) float64 {
-	t.Helper()
-	mfs, err := g.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	metrics:
-		for _, m := range mf.GetMetric() {
-			have := map[string]string{}
-			for _, lp := range m.GetLabel() {
-				have[lp.GetName()] = lp.GetValue()
-			}
-			for i := 0; i < len(labelPairs); i += 2 {
-				if have[labelPairs[i]] != labelPairs[i+1] {
-					continue metrics
-				}
-			}
-			return m.GetHistogram().GetSampleSum()
-		}
-	}
-	return 0
-}
 
 func TestInjectedFailuresCountAsFailures(t *testing.T) {
 	reg := prometheus.NewPedanticRegistry()
