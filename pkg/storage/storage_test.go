@@ -184,7 +184,6 @@ func TestMetricsFollowOperations(t *testing.T) {
 	}
 }
 
-
 func TestInjectedFailuresCountAsFailures(t *testing.T) {
 	reg := prometheus.NewPedanticRegistry()
 	s := NewInMemory("ingester", reg)
