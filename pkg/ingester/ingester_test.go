@@ -7,6 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
 	"github.com/lokilab/lokilab/internal/metricstest"
 	"github.com/lokilab/lokilab/pkg/storage"
 )
@@ -172,5 +176,82 @@ func TestMemoryLimitPausesFetching(t *testing.T) {
 	h.checkStored("t")
 	if got := metricstest.Value(t, r.reg, "loki_ingester_chunks_flushed_total", "reason", "memory"); got == 0 {
 		t.Error("no chunk was cut for memory pressure")
+	}
+}
+
+// TestBrokerErrors: the broker fails every offset commit, then every fetch,
+// for a while. Commits are retried at the next flush cycle, fetching resumes
+// when the broker does, and nothing is lost; the committed offsets catch up
+// once the broker answers again.
+func TestBrokerErrors(t *testing.T) {
+	h := newHarness(t, 2)
+	cfg := h.config("ingester-0")
+	cfg.FlushCheckPeriod = 20 * time.Millisecond
+	cfg.ChunkIdlePeriod = 10 * time.Millisecond
+	r := h.start(cfg)
+	cluster := h.broker.Cluster()
+
+	commits := cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.OffsetCommit}, Err: kerr.UnknownServerError, Count: -1})
+	h.produce("t", "during-commit-errors", 4, 50)
+	eventually(t, "failed commits", func() bool {
+		return metricstest.Sum(t, r.reg, "lokilab_ingester_offset_commit_failures_total") >= 4
+	})
+	if c := h.committed(); len(c) != 0 {
+		t.Fatalf("offsets committed while every commit failed: %v", c)
+	}
+	commits.Remove()
+
+	fetches := cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Fetch}, Err: kerr.UnknownServerError, Count: -1})
+	h.produce("t", "during-fetch-errors", 4, 50)
+	if err := fetches.Wait(context.Background(), 3); err != nil {
+		t.Fatal(err)
+	}
+	fetches.Remove()
+
+	ends := h.endOffsets()
+	eventually(t, "offsets committed after the broker recovered", func() bool {
+		c := h.committed()
+		for p, end := range ends {
+			if c[p] != end {
+				return false
+			}
+		}
+		return true
+	})
+	res := h.checkStored("t")
+	t.Logf("%d commit failures retried; stored %d entries, %d duplicates", int(metricstest.Sum(t, r.reg, "lokilab_ingester_offset_commit_failures_total")), len(res.Entries), res.Duplicates)
+}
+
+// TestShutdownEndpoint: POST /ingester/shutdown flushes everything, commits,
+// answers 204 once done, and ends Run.
+func TestShutdownEndpoint(t *testing.T) {
+	h := newHarness(t, 2)
+	r := h.start(h.config("ingester-0"))
+	h.produce("t", "before-shutdown", 4, 30)
+	eventually(t, "all consumed", h.consumedAll(r.ing))
+
+	rec := httptest.NewRecorder()
+	r.ing.ShutdownHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/ingester/shutdown", nil))
+	if rec.Code != http.StatusNoContent {
+		t.Fatalf("/ingester/shutdown answered %d: %s", rec.Code, rec.Body)
+	}
+	select {
+	case err := <-r.done:
+		if err != nil {
+			t.Fatalf("Run returned %v after /ingester/shutdown", err)
+		}
+		r.done <- nil // for the cleanup's stop
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after /ingester/shutdown")
+	}
+	h.checkStored("t")
+	ends, committed := h.endOffsets(), h.committed()
+	for p, end := range ends {
+		if committed[p] != end {
+			t.Errorf("partition %d: committed %d after shutdown, end %d", p, committed[p], end)
+		}
+	}
+	if err := r.ing.Ready(context.Background()); err == nil {
+		t.Error("ready after shutdown")
 	}
 }
