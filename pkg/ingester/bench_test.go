@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/lokilab/lokilab/internal/pushtest"
+	"github.com/lokilab/lokilab/pkg/chunk"
 	"github.com/lokilab/lokilab/pkg/kafka"
 	"github.com/lokilab/lokilab/pkg/storage"
 )
@@ -67,7 +68,7 @@ func benchIngester(b *testing.B) *Ingester {
 		b.Fatal(err)
 	}
 	return &Ingester{cfg: cfg, logger: discardLogger(), now: time.Now, metrics: m,
-		memory: &memoryAccount{metrics: m}, flushSlots: make(chan struct{}, 1), partitions: map[int32]*partition{}}
+		memory: &memoryAccount{metrics: m}, chunkPool: chunk.NewPool(), flushSlots: make(chan struct{}, 1), partitions: map[int32]*partition{}}
 }
 
 // BenchmarkIngestEndToEnd: lines already in the embedded broker, consumed
