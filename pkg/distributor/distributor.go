@@ -13,17 +13,21 @@
 //  3. Validate: labels, then entries, in Loki's order with Loki's reasons
 //     and messages (validate.go). Invalid entries are dropped and counted in
 //     loki_discarded_samples_total{reason}; the rest carry on.
-//  4. Admission: the records' bytes against max_inflight_push_bytes, and the
+//  4. Streams: streams that would take the tenant past
+//     max_global_streams_per_user are dropped (stream_limit, streams.go);
+//     the push's active streams carry on.
+//  5. Admission: the records' bytes against max_inflight_push_bytes, and the
 //     circuit breaker (503 at once while Kafka is known to be down).
-//  5. Rate limit: the whole validated push against the tenant's token
+//  6. Rate limit: the whole remaining push against the tenant's token
 //     bucket (429 rate_limited, nothing written). After admission, so that
 //     pushes the system refuses do not spend the tenant's tokens.
-//  6. Write: each stream's records to partition ring(hash(tenant, labels)),
+//  7. Write: each stream's records to partition ring(hash(tenant, labels)),
 //     produced with acks=all and idempotence; wait for every record's
 //     acknowledgement, at most kafka write_timeout.
-//  7. Answer: 204, or 400 with the grouped validation errors when some
-//     entries were invalid (the valid ones are already durable), or 5xx when
-//     any record failed or the wait timed out.
+//  8. Answer: 204; or 429 when streams were refused for the stream limit,
+//     or 400 with the grouped validation errors when some entries were
+//     invalid (the rest is already durable either way); or 5xx when any
+//     record failed or the wait timed out.
 //
 // A 5xx does not mean nothing was written: some records of the push may have
 // been acknowledged before another failed or the timeout hit. The client
