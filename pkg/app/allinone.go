@@ -118,7 +118,7 @@ func RunAllInOne(ctx context.Context, cfg AllInOneConfig, defaults any, logger *
 	// and registry, as it would in its own process.
 	ingesters := make([]ingesterProc, cfg.Ingesters)
 	for n := range ingesters {
-		ic := IngesterConfig{Server: cfg.Server, Ingester: cfg.Ingester, Kafka: cfg.Kafka, Reader: cfg.Reader, Storage: cfg.Storage, Memberlist: cfg.Memberlist}
+		ic := IngesterConfig{AuthEnabled: cfg.AuthEnabled, Server: cfg.Server, Ingester: cfg.Ingester, Kafka: cfg.Kafka, Reader: cfg.Reader, Storage: cfg.Storage, Memberlist: cfg.Memberlist}
 		ic.Ingester.InstanceID = fmt.Sprintf("ingester-%d", n)
 		ic.Server.HTTPListenPort = 0
 		if cfg.IngesterHTTPBasePort > 0 {

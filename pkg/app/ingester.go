@@ -18,16 +18,20 @@ import (
 
 // IngesterConfig is an ingester process's configuration.
 type IngesterConfig struct {
-	Server     server.Config      `yaml:"server"`
-	Ingester   ingester.Config    `yaml:"ingester"`
-	Kafka      kafka.Config       `yaml:"kafka_config"`
-	Reader     kafka.ReaderConfig `yaml:"kafka_reader"`
-	Storage    storage.Config     `yaml:"storage_config"`
-	Memberlist ring.Config        `yaml:"memberlist"`
+	// AuthEnabled requires X-Scope-OrgID on the recent-data API, as on the
+	// distributor. Default false: tenant "fake".
+	AuthEnabled bool               `yaml:"auth_enabled"`
+	Server      server.Config      `yaml:"server"`
+	Ingester    ingester.Config    `yaml:"ingester"`
+	Kafka       kafka.Config       `yaml:"kafka_config"`
+	Reader      kafka.ReaderConfig `yaml:"kafka_reader"`
+	Storage     storage.Config     `yaml:"storage_config"`
+	Memberlist  ring.Config        `yaml:"memberlist"`
 }
 
 // RegisterFlags registers every component's flags.
 func (c *IngesterConfig) RegisterFlags(fs *flag.FlagSet) {
+	fs.BoolVar(&c.AuthEnabled, "auth.enabled", false, "Require X-Scope-OrgID on the recent-data API.")
 	c.Server.RegisterFlags(fs)
 	c.Ingester.RegisterFlags(fs)
 	c.Kafka.RegisterFlags(fs)
@@ -65,7 +69,7 @@ func runIngester(ctx context.Context, cfg IngesterConfig, srv *server.Server, re
 	defer store.Close()
 
 	var r *ring.Ring
-	deps := ingester.Deps{Kafka: cfg.Kafka, Reader: cfg.Reader, Bucket: store.Bucket, Registerer: reg, Logger: logger}
+	deps := ingester.Deps{Kafka: cfg.Kafka, Reader: cfg.Reader, Bucket: store.Bucket, AuthEnabled: cfg.AuthEnabled, Registerer: reg, Logger: logger}
 	if cfg.Ingester.Ownership == ingester.OwnershipRing {
 		self := ring.InstanceDesc{ID: cfg.Ingester.InstanceID, Addr: srv.Addr(), Role: "ingester"}
 		r, err = ring.New(cfg.Memberlist, self, reg, logger.With("component", "ring"))

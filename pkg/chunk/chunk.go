@@ -308,6 +308,25 @@ func (c *Chunk) cut() error {
 	return nil
 }
 
+// Seal cuts the head block and frees the head's buffers, for a chunk that
+// is complete: from then on it holds only compressed blocks, which is all
+// Encode and Iterator need. The ingester seals a chunk when it stops
+// appending to it, so a chunk waiting for its upload costs its compressed
+// size, not its compressed size plus an idle head buffer of up to a block.
+// Append still works afterwards, with new buffers.
+func (c *Chunk) Seal() error {
+	if c.readOnly {
+		return nil
+	}
+	if err := c.cut(); err != nil {
+		return err
+	}
+	// An iterator that took a view of the arena keeps it alive by itself.
+	c.head.arena, c.head.index = nil, nil
+	c.head.shared.Store(false)
+	return nil
+}
+
 // reserve makes room for n more bytes in c.data. It doubles the capacity,
 // so a chunk's blocks are copied about five times on the way to the target
 // size rather than the dozen times append's 1.25× growth would (each copy

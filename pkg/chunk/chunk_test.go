@@ -640,3 +640,38 @@ func TestMemoryBytesCountsBuffers(t *testing.T) {
 		t.Errorf("MemoryBytes() = %d, less than the %d bytes of blocks and head it holds", c.MemoryBytes(), c.CompressedSize()+len(c.head.arena))
 	}
 }
+
+// TestSealFreesTheHead: a sealed chunk keeps only compressed blocks, encodes
+// to the same entries, and can still be appended to.
+func TestSealFreesTheHead(t *testing.T) {
+	c := New(EncodingSnappy, 64<<10, 1<<20)
+	for i := range 300 {
+		if _, err := c.Append(int64(i), fmt.Sprintf("line %d with some words that compress well", i), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := c.MemoryBytes()
+	if err := c.Seal(); err != nil {
+		t.Fatal(err)
+	}
+	if after := c.MemoryBytes(); after >= before {
+		t.Fatalf("memory %d after Seal, %d before", after, before)
+	}
+	b, err := c.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Entries() != 300 {
+		t.Fatalf("decoded %d entries, want 300", d.Entries())
+	}
+	if _, err := c.Append(1000, "after seal", nil); err != nil {
+		t.Fatal(err)
+	}
+	if c.Entries() != 301 {
+		t.Fatalf("%d entries after appending to a sealed chunk", c.Entries())
+	}
+}

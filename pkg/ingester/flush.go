@@ -52,10 +52,18 @@ type flushItem struct {
 // It returns the first error, after doing all it could; whatever failed
 // stays in memory and is retried by the next cycle.
 func (p *partition) flush(ctx context.Context, mode flushMode, reason string) error {
+	// Computed before p.mu is taken: the lock order is i.mu, then p.mu.
+	memTarget := p.ing.memoryTarget()
 	p.flushMu.Lock()
 	defer p.flushMu.Unlock()
+	p.mu.Lock()
+	released := p.released
+	p.mu.Unlock()
+	if released {
+		return nil
+	}
 	start := p.ing.now()
-	items := p.pick(mode, reason, start)
+	items := p.pick(mode, reason, start, memTarget)
 	errUpload := p.upload(ctx, items)
 	errIndex := p.index(ctx, items)
 	p.dropDurable(items)
@@ -64,7 +72,7 @@ func (p *partition) flush(ctx context.Context, mode flushMode, reason string) er
 	return errors.Join(errUpload, errIndex, errCommit)
 }
 
-func (p *partition) pick(mode flushMode, reason string, now time.Time) []flushItem {
+func (p *partition) pick(mode flushMode, reason string, now time.Time, memTarget int64) []flushItem {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	cfg := &p.ing.cfg
@@ -95,7 +103,7 @@ func (p *partition) pick(mode flushMode, reason string, now time.Time) []flushIt
 			openBytes += int64(s.head.memBytes)
 		}
 		for _, s := range open {
-			if openBytes <= int64(cfg.MaxMemoryChunkBytes)/2 {
+			if openBytes <= memTarget {
 				break
 			}
 			openBytes -= int64(s.head.memBytes)
@@ -154,31 +162,39 @@ func (p *partition) upload(ctx context.Context, items []flushItem) error {
 
 func (p *partition) uploadOne(ctx context.Context, it flushItem) error {
 	sc := it.sc
-	if sc.data == nil {
-		// Encode cuts the chunk's head block; queries snapshot chunks under
-		// p.mu, so the cut must not run beside them.
-		p.mu.Lock()
-		data, err := sc.c.Encode()
-		p.mu.Unlock()
-		if err != nil {
-			return fmt.Errorf("ingester: encoding chunk of %s %s: %w", it.s.tenant, it.s.lstr, err)
-		}
-		from, through := sc.c.Bounds()
-		sc.data = data
-		sc.ref = index.ChunkRef{
-			Fingerprint:       it.s.fp,
-			From:              from,
-			Through:           through,
-			Checksum:          crc32.Checksum(data, castagnoli),
-			Entries:           uint32(sc.c.Entries()),
-			UncompressedBytes: uint32(sc.c.UncompressedSize()),
-			CompressedBytes:   uint32(len(data)),
-		}
+	// Encode cuts the chunk's head block (the first time; after that it
+	// only copies the compressed blocks, so every attempt uploads the same
+	// bytes to the same key); queries snapshot chunks under p.mu, so the
+	// cut must not run beside them.
+	p.mu.Lock()
+	data, err := sc.c.Encode()
+	p.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("ingester: encoding chunk of %s %s: %w", it.s.tenant, it.s.lstr, err)
+	}
+	// The final cut may have grown the chunk; the encoded copy is charged
+	// while the upload holds it, and released after, so a store outage
+	// holds only the chunks themselves.
+	if mem := sc.c.MemoryBytes(); mem != sc.memBytes {
+		p.ing.memory.add(int64(mem - sc.memBytes))
+		sc.memBytes = mem
+	}
+	p.ing.memory.add(int64(len(data)))
+	defer p.ing.memory.add(-int64(len(data)))
+	from, through := sc.c.Bounds()
+	sc.ref = index.ChunkRef{
+		Fingerprint:       it.s.fp,
+		From:              from,
+		Through:           through,
+		Checksum:          crc32.Checksum(data, castagnoli),
+		Entries:           uint32(sc.c.Entries()),
+		UncompressedBytes: uint32(sc.c.UncompressedSize()),
+		CompressedBytes:   uint32(len(data)),
 	}
 	octx, cancel := context.WithTimeout(ctx, p.ing.cfg.FlushOpTimeout)
 	defer cancel()
 	key := sc.ref.Key(it.s.tenant)
-	if err := p.ing.bucket.Upload(octx, key, bytes.NewReader(sc.data)); err != nil {
+	if err := p.ing.bucket.Upload(octx, key, bytes.NewReader(data)); err != nil {
 		return fmt.Errorf("ingester: uploading chunk %s: %w", key, err)
 	}
 	sc.uploaded = true
@@ -262,7 +278,6 @@ func (p *partition) dropDurable(items []flushItem) {
 		m.chunkAge.Observe(now.Sub(sc.created).Seconds())
 		p.ing.memory.add(-int64(sc.memBytes))
 		p.ing.metrics.memoryChunks.Dec()
-		sc.data = nil
 	}
 	for s := range touched {
 		s.sealed = slices.DeleteFunc(s.sealed, func(sc *sealedChunk) bool { return sc.durable })

@@ -73,9 +73,12 @@ type Deps struct {
 	Reader kafka.ReaderConfig
 	Bucket objstore.Bucket
 	// Ring is required in ring ownership and ignored otherwise.
-	Ring       Ring
-	Registerer prometheus.Registerer
-	Logger     *slog.Logger
+	Ring Ring
+	// AuthEnabled makes the recent-data API require X-Scope-OrgID (401
+	// without it); off, every request is tenant "fake", as in Loki.
+	AuthEnabled bool
+	Registerer  prometheus.Registerer
+	Logger      *slog.Logger
 	// Now is the clock for chunk ages and idle periods; nil means
 	// time.Now.
 	Now func() time.Time
@@ -84,11 +87,12 @@ type Deps struct {
 // Ingester consumes partitions into chunks. Build it with New, run it with
 // Run.
 type Ingester struct {
-	cfg    Config
-	topic  string
-	group  string
-	logger *slog.Logger
-	now    func() time.Time
+	cfg         Config
+	authEnabled bool
+	topic       string
+	group       string
+	logger      *slog.Logger
+	now         func() time.Time
 
 	client *kgo.Client
 	adm    *kadm.Client
@@ -103,6 +107,10 @@ type Ingester struct {
 	flushSlots chan struct{}
 	segmentSeq atomic.Uint64
 
+	// batchMu is held while a poll's records are applied, and by take and
+	// release around changing a partition's state, so a batch polled for
+	// one ownership of a partition never lands in the next one.
+	batchMu    sync.Mutex
 	mu         sync.RWMutex
 	partitions map[int32]*partition
 	// activeInRing records partitions announced ACTIVE in the ring.
@@ -145,6 +153,7 @@ func New(cfg Config, deps Deps) (*Ingester, error) {
 	}
 	i := &Ingester{
 		cfg:               cfg,
+		authEnabled:       deps.AuthEnabled,
 		topic:             deps.Kafka.Topic,
 		group:             deps.Reader.ConsumerGroup,
 		logger:            deps.Logger,
@@ -258,6 +267,7 @@ func (i *Ingester) consume(ctx context.Context) error {
 			}
 			i.logger.Warn("fetch failed", "topic", topic, "partition", p, "err", err)
 		})
+		i.batchMu.Lock()
 		fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
 			if len(fp.Records) == 0 {
 				return
@@ -266,6 +276,7 @@ func (i *Ingester) consume(ctx context.Context) error {
 				p.pushRecords(fp.Records, fp.HighWatermark)
 			}
 		})
+		i.batchMu.Unlock()
 		if i.cfg.Ownership == OwnershipGroup {
 			i.client.AllowRebalance()
 		}
@@ -345,6 +356,17 @@ func (i *Ingester) flushAll(ctx context.Context, mode flushMode, reason string) 
 	return errors.Join(errs...)
 }
 
+// memoryTarget is how many bytes of open chunks each partition may keep
+// when a memory-pressure flush cuts the largest ones: half the limit,
+// shared among the owned partitions, so that together they end well under
+// the limit rather than each under half of it.
+func (i *Ingester) memoryTarget() int64 {
+	i.mu.RLock()
+	n := len(i.partitions)
+	i.mu.RUnlock()
+	return int64(i.cfg.MaxMemoryChunkBytes) / 2 / int64(max(n, 1))
+}
+
 func (i *Ingester) partition(id int32) *partition {
 	i.mu.RLock()
 	defer i.mu.RUnlock()
@@ -379,10 +401,14 @@ func (i *Ingester) take(ctx context.Context, id int32, consume bool) error {
 		start = kgo.NewOffset().AtStart()
 	}
 	p := newPartition(i, id, committed, end)
+	// Registered while no batch is being applied, so records polled for an
+	// earlier ownership of this partition cannot land in the new state.
+	i.batchMu.Lock()
 	i.mu.Lock()
 	i.partitions[id] = p
 	i.metrics.ownedPartitions.Set(float64(len(i.partitions)))
 	i.mu.Unlock()
+	i.batchMu.Unlock()
 	i.metrics.partitionsAcquired.Inc()
 	if consume {
 		i.client.AddConsumePartitions(map[string]map[int32]kgo.Offset{i.topic: {id: start}})
@@ -406,18 +432,28 @@ func (i *Ingester) release(ctx context.Context, id int32, reason string) error {
 	if i.ring != nil && i.cfg.Ownership == OwnershipRing {
 		i.ring.SetOwner(id, ring.OwnerLeaving)
 	}
+	// Wait for a batch being applied: once RemoveConsumePartitions has
+	// returned, no later poll holds this partition's records, so after this
+	// none can reach it.
+	i.batchMu.Lock()
 	p.mu.Lock()
 	p.closed = true
 	p.mu.Unlock()
+	i.batchMu.Unlock()
 	var err error
 	how := "handover"
 	if reason != "" {
 		err = p.flush(ctx, flushAll, reason)
 	}
+	p.flushMu.Lock()
 	if reason == "" || err != nil {
 		how = "lost"
 		p.dropAll()
 	}
+	p.mu.Lock()
+	p.released = true
+	p.mu.Unlock()
+	p.flushMu.Unlock()
 	i.mu.Lock()
 	delete(i.partitions, id)
 	delete(i.activeInRing, id)

@@ -255,3 +255,55 @@ func TestShutdownEndpoint(t *testing.T) {
 		t.Error("ready after shutdown")
 	}
 }
+
+// TestReleaseThenWaitingFlushCommitsNothing: a partition handed over while
+// the store fails drops its chunks unflushed; a flush cycle that was
+// waiting for the partition must not then commit its offset over streams
+// that no longer exist (that would skip the dropped lines for the next
+// owner). Found in review.
+func TestReleaseThenWaitingFlushCommitsNothing(t *testing.T) {
+	h := newHarness(t, 1)
+	r := h.start(h.config("ingester-0"))
+	h.produce("t", "dropped", 4, 20)
+	eventually(t, "all consumed", h.consumedAll(r.ing))
+	if err := h.store.Faults.Set(storage.Fault{Ops: []storage.Op{storage.OpUpload}, Rate: 1}); err != nil {
+		t.Fatal(err)
+	}
+	p := r.ing.partition(0)
+	if err := r.ing.release(context.Background(), 0, reasonHandover); err == nil {
+		t.Fatal("release flushed although every upload fails")
+	}
+	if err := p.flush(context.Background(), flushDue, ""); err != nil {
+		t.Fatal(err)
+	}
+	if c := h.committed(); len(c) != 0 {
+		t.Fatalf("offsets committed after the partition's unflushed chunks were dropped: %v", c)
+	}
+	if got := r.ing.MemoryChunkBytes(); got != 0 {
+		t.Fatalf("memory account at %d after dropping everything, want 0", got)
+	}
+}
+
+// TestMemoryPressureAcrossPartitions: chunk memory over the limit, spread
+// over several partitions that each hold less than half of it; the
+// memory-pressure flush must still cut enough to resume fetching, not wait
+// for chunks to go idle. Found in review.
+func TestMemoryPressureAcrossPartitions(t *testing.T) {
+	h := newHarness(t, 4)
+	cfg := h.config("ingester-0")
+	cfg.MaxMemoryChunkBytes = 96 << 10
+	h.rcfg.FetchMaxBytes = 16 << 10
+	h.rcfg.FetchMaxPartitionBytes = 4 << 10
+	for i := range 10 {
+		h.produce("t", "p"+string(rune('a'+i)), 8, 50) // 8 streams over 4 partitions
+	}
+	r := h.start(cfg)
+	eventually(t, "everything consumed despite the memory limit", h.consumedAll(r.ing))
+	if got := metricstest.Value(t, r.reg, "loki_ingester_chunks_flushed_total", "reason", "memory"); got == 0 {
+		t.Fatal("no chunk was cut for memory pressure")
+	}
+	if err := r.ing.flushAll(context.Background(), flushAll, reasonForced); err != nil {
+		t.Fatal(err)
+	}
+	h.checkStored("t")
+}

@@ -46,7 +46,12 @@ type partition struct {
 	catchUpTarget int64
 	caughtUp      bool
 	taken         time.Time
-	closed        bool
+	// closed stops records from being applied (the partition is being
+	// released); released stops flush cycles (it is gone: its chunks are
+	// flushed or dropped, and a cycle that was waiting for flushMu must
+	// not commit an offset computed over streams that no longer exist).
+	closed   bool
+	released bool
 }
 
 func newPartition(ing *Ingester, id int32, committed, catchUpTarget int64) *partition {
@@ -184,7 +189,14 @@ func (p *partition) charge(h *openChunk) {
 	h.memBytes = n
 }
 
+// sealed cuts the stream's open chunk for flushing. Sealing compresses the
+// head block and frees its buffer, so the chunk's memory charge drops to
+// its compressed size here — which is what makes a memory-pressure flush
+// release memory even before the store has taken anything.
 func (p *partition) sealed(s *stream, reason string) *sealedChunk {
+	if err := s.head.c.Seal(); err != nil {
+		p.ing.logger.Error("sealing chunk", "tenant", s.tenant, "stream", s.lstr, "err", err)
+	}
 	p.charge(s.head)
 	return s.seal(reason)
 }

@@ -37,14 +37,14 @@ const MaxRecentLimit = 5000
 
 // QueryRecent calls fn once per matching stream with up to q.Limit of its
 // entries in q.Direction order, deduplicated (the same timestamp and line
-// twice in a stream is one entry). Streams are produced one at a time, so
-// memory is bounded by q.Limit entries, not by what the ingester holds. The
-// entries' strings are copies fn may keep.
+// twice in a stream is one entry). Streams are read one at a time, so
+// memory is bounded by one stream's chunks and q.Limit entries, not by what
+// the ingester holds. The entries' strings are copies fn may keep.
 //
-// Chunks are snapshotted under the partition's lock (the head block's
-// entries are copied by chunk.Iterator); decompressing and merging happen
-// after the lock is released, so a query never stalls ingestion for longer
-// than it takes to list a stream's chunks.
+// A stream's chunks are snapshotted under the partition's lock (the head
+// block's entries are copied by chunk.Iterator); decompressing and merging
+// happen after the lock is released, so a query never stalls ingestion for
+// longer than it takes to list one stream's chunks.
 func (i *Ingester) QueryRecent(ctx context.Context, q RecentQuery, fn func(stream string, entries []push.Entry) error) error {
 	if q.Limit <= 0 || q.Limit > MaxRecentLimit {
 		return fmt.Errorf("limit must be between 1 and %d", MaxRecentLimit)
@@ -54,19 +54,22 @@ func (i *Ingester) QueryRecent(ctx context.Context, q RecentQuery, fn func(strea
 		if p == nil {
 			continue
 		}
-		for _, snap := range p.snapshot(q) {
+		for _, s := range p.matching(q) {
 			if err := ctx.Err(); err != nil {
-				closeAll(snap.its)
 				return err
 			}
-			entries, err := mergeStream(snap.its, q.Direction, q.Limit)
+			its := p.iterators(s, q)
+			if len(its) == 0 {
+				continue // flushed and dropped since it was listed
+			}
+			entries, err := mergeStream(its, q.Direction, q.Limit)
 			if err != nil {
-				return fmt.Errorf("ingester: reading stream %s: %w", snap.labels, err)
+				return fmt.Errorf("ingester: reading stream %s: %w", s.lstr, err)
 			}
 			if len(entries) == 0 {
 				continue
 			}
-			if err := fn(snap.labels, entries); err != nil {
+			if err := fn(s.lstr, entries); err != nil {
 				return err
 			}
 		}
@@ -74,42 +77,40 @@ func (i *Ingester) QueryRecent(ctx context.Context, q RecentQuery, fn func(strea
 	return nil
 }
 
-type streamSnapshot struct {
-	labels string
-	its    []chunk.Iterator
-}
-
-// snapshot returns, for each of the tenant's streams matching q, iterators
-// over its chunks within the time range.
-func (p *partition) snapshot(q RecentQuery) []streamSnapshot {
+// matching lists the tenant's streams whose labels match q.
+func (p *partition) matching(q RecentQuery) []*stream {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	var out []streamSnapshot
+	var out []*stream
 	for _, s := range p.streams[q.Tenant] {
-		if !s.labels.Matches(q.Matchers...) {
-			continue
-		}
-		snap := streamSnapshot{labels: s.lstr}
-		add := func(c *chunk.Chunk) {
-			if c.Entries() == 0 {
-				return
-			}
-			if lo, hi := c.Bounds(); hi < q.From || lo >= q.Through {
-				return
-			}
-			snap.its = append(snap.its, c.Iterator(q.From, q.Through, q.Direction))
-		}
-		for _, sc := range s.sealed {
-			add(sc.c)
-		}
-		if s.head != nil {
-			add(s.head.c)
-		}
-		if len(snap.its) > 0 {
-			out = append(out, snap)
+		if s.labels.Matches(q.Matchers...) {
+			out = append(out, s)
 		}
 	}
 	return out
+}
+
+// iterators snapshots one stream's chunks overlapping q's time range.
+func (p *partition) iterators(s *stream, q RecentQuery) []chunk.Iterator {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var its []chunk.Iterator
+	add := func(c *chunk.Chunk) {
+		if c.Entries() == 0 {
+			return
+		}
+		if lo, hi := c.Bounds(); hi < q.From || lo >= q.Through {
+			return
+		}
+		its = append(its, c.Iterator(q.From, q.Through, q.Direction))
+	}
+	for _, sc := range s.sealed {
+		add(sc.c)
+	}
+	if s.head != nil {
+		add(s.head.c)
+	}
+	return its
 }
 
 // mergeStream merges one stream's chunk iterators by timestamp, dropping
@@ -125,11 +126,26 @@ func mergeStream(its []chunk.Iterator, dir chunk.Direction, limit int) ([]push.E
 		}
 	}
 	heap.Init(h)
-	var out []push.Entry
+	var (
+		out []push.Entry
+		// lines at the current timestamp: chunks interleave entries of one
+		// timestamp, so a duplicate need not be adjacent to its twin.
+		atTs int
+	)
 	for h.Len() > 0 && len(out) < limit {
 		top := &h.its[0]
 		e := top.e
-		if n := len(out); n == 0 || out[n-1].Timestamp != e.Timestamp || out[n-1].Line != e.Line {
+		if n := len(out); n > 0 && out[n-1].Timestamp != e.Timestamp {
+			atTs = n
+		}
+		dup := false
+		for _, prev := range out[atTs:] {
+			if prev.Line == e.Line {
+				dup = true
+				break
+			}
+		}
+		if !dup {
 			out = append(out, copyEntry(e))
 		}
 		if top.it.Next() {
@@ -188,13 +204,20 @@ func (h *iterHeap) Pop() any {
 // querier calls. Parameters: query (a stream selector), start and end
 // (ns; default the last hour), direction (forward|backward, default
 // backward), limit (per stream, default 100, at most 5000). The tenant is
-// X-Scope-OrgID ("fake" without one). The answer is one JSON object per
+// X-Scope-OrgID when auth is enabled (401 without it), "fake" otherwise. The answer is one JSON object per
 // line, one line per stream, written as each stream is read:
 //
 //	{"stream":"{app=\"api\"}","values":[["1700000000000000000","line"],...]}
 func (i *Ingester) QueryHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		q, err := parseRecentQuery(r, i.now())
+		if err == nil {
+			q.Tenant, err = tenant.FromRequest(r, i.authEnabled)
+			if errors.Is(err, tenant.ErrNoOrgID) {
+				http.Error(w, err.Error(), http.StatusUnauthorized)
+				return
+			}
+		}
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
@@ -232,9 +255,6 @@ func parseRecentQuery(r *http.Request, now time.Time) (RecentQuery, error) {
 	v := r.URL.Query()
 	q := RecentQuery{Direction: chunk.Backward, Limit: 100, From: now.Add(-time.Hour).UnixNano(), Through: now.UnixNano() + 1}
 	var err error
-	if q.Tenant, err = tenant.FromRequest(r, r.Header.Get(tenant.Header) != ""); err != nil {
-		return q, err
-	}
 	if q.Matchers, err = labels.ParseMatchers(v.Get("query")); err != nil {
 		return q, fmt.Errorf("query: %w", err)
 	}

@@ -28,6 +28,7 @@ func TestQueryRecent(t *testing.T) {
 	h.produce("a", "qa", 3, 200)
 	h.produce("b", "qb", 3, 200)
 	r := h.start(cfg)
+	r.ing.authEnabled = true
 	eventually(t, "all consumed", h.consumedAll(r.ing))
 
 	// What tenant a wrote to app="api" (stream 0 of pushtest.Request).
@@ -96,11 +97,20 @@ func TestQueryRecent(t *testing.T) {
 		t.Fatalf("tenant b got %d streams, want 3", streams)
 	}
 
-	for _, bad := range []string{"query=app", "query=%7Bapp%3D%22x%22%7D&limit=0", "query=%7Bapp%3D%22x%22%7D&direction=up"} {
+	for bad, code := range map[string]int{
+		"query=app":                               http.StatusBadRequest,
+		"query=%7Bapp%3D%22x%22%7D&limit=0":       http.StatusBadRequest,
+		"query=%7Bapp%3D%22x%22%7D&direction=up":  http.StatusBadRequest,
+		"query=%7Bapp%3D%22x%22%7D&no-org-id=yes": http.StatusUnauthorized,
+	} {
 		rec := httptest.NewRecorder()
-		r.ing.QueryHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/ingester/query_recent?"+bad, nil))
-		if rec.Code != http.StatusBadRequest {
-			t.Errorf("%s: answered %d, want 400", bad, rec.Code)
+		req := httptest.NewRequest(http.MethodGet, "/ingester/query_recent?"+bad, nil)
+		if code != http.StatusUnauthorized {
+			req.Header.Set("X-Scope-OrgID", "b")
+		}
+		r.ing.QueryHandler().ServeHTTP(rec, req)
+		if rec.Code != code {
+			t.Errorf("%s: answered %d, want %d", bad, rec.Code, code)
 		}
 	}
 }

@@ -60,10 +60,9 @@ type sealedChunk struct {
 	memBytes    int
 	created     time.Time
 
-	// Filled by the first successful encode; kept across retries so a
-	// retried flush uploads the same bytes to the same key.
-	data []byte
-	ref  index.ChunkRef
+	// ref is filled by each upload attempt (the same every time: a sealed
+	// chunk encodes to the same bytes).
+	ref index.ChunkRef
 	// uploaded is set once the object is in the store; the chunk is durable
 	// only once an index segment pointing at it is written too.
 	uploaded bool
