@@ -2,10 +2,12 @@ package ingester
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/lokilab/lokilab/pkg/kafka"
 	"github.com/lokilab/lokilab/pkg/ring"
 )
 
@@ -28,6 +30,9 @@ import (
 //     the last commit. Nothing is lost; replayed lines are duplicates the
 //     read path removes.
 func (i *Ingester) ringLoop(ctx context.Context) error {
+	if err := i.checkRingPartitions(ctx); err != nil {
+		return err
+	}
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
@@ -39,6 +44,26 @@ func (i *Ingester) ringLoop(ctx context.Context) error {
 		case <-t.C:
 		}
 	}
+}
+
+// checkRingPartitions refuses to start when the ring's partitions are not
+// the topic's: the ring would assign partitions that do not exist, or leave
+// some no ingester ever reads — lines acknowledged into them would wait in
+// Kafka forever.
+func (i *Ingester) checkRingPartitions(ctx context.Context) error {
+	var n int
+	err := retry(ctx, i.logger, "reading the topic's partition count", func() error {
+		var err error
+		n, err = kafka.TopicPartitions(ctx, i.client, i.topic)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if r := len(i.ring.Partitions()); r != n {
+		return fmt.Errorf("ingester: the ring has %d partitions but topic %q has %d; set -ring.partitions=%d", r, i.topic, n, n)
+	}
+	return nil
 }
 
 func (i *Ingester) reconcile(ctx context.Context) {

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -163,4 +164,32 @@ func TestRingOwnershipMovesWithoutLoss(t *testing.T) {
 	res := h.checkStored("t")
 	t.Logf("%d batches written; stored %d entries in %d chunks; %d duplicates from the replay removed at read",
 		batches.Load(), len(res.Entries), res.Chunks, res.Duplicates)
+}
+
+// TestRingPartitionsMustMatchTheTopic: an ingester whose ring has a
+// different partition count from the topic refuses to run, saying which
+// flag fixes it, instead of leaving partitions unread.
+func TestRingPartitionsMustMatchTheTopic(t *testing.T) {
+	h := newHarness(t, 3)
+	var rc ring.Config
+	rc.RegisterFlags(flag.NewFlagSet("", flag.ContinueOnError))
+	rc.BindPort = 0
+	rc.Partitions = 12
+	r, err := ring.New(rc, ring.InstanceDesc{ID: "ingester-x", Role: "ingester"}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Kill()
+	cfg := h.config("ingester-x")
+	cfg.Ownership, cfg.StaticPartitions = OwnershipRing, nil
+	ing, err := New(cfg, Deps{Kafka: h.kcfg, Reader: h.rcfg, Bucket: h.store.Bucket, Ring: r})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	err = ing.Run(ctx)
+	if err == nil || !strings.Contains(err.Error(), "set -ring.partitions=3") {
+		t.Fatalf("Run with 12 ring partitions over a 3-partition topic: %v", err)
+	}
 }

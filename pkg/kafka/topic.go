@@ -37,6 +37,11 @@ func EnsureTopic(ctx context.Context, cl *kgo.Client, topic string, partitions i
 	return topicPartitions(ctx, adm, topic)
 }
 
+// TopicPartitions returns the partition count of an existing topic.
+func TopicPartitions(ctx context.Context, cl *kgo.Client, topic string) (int, error) {
+	return topicPartitions(ctx, kadm.NewClient(cl), topic)
+}
+
 func topicPartitions(ctx context.Context, adm *kadm.Client, topic string) (int, error) {
 	details, err := adm.ListTopics(ctx, topic)
 	if err != nil {
