@@ -279,6 +279,11 @@ func (i *Ingester) consume(ctx context.Context) error {
 		i.batchMu.Unlock()
 		if i.cfg.Ownership == OwnershipGroup {
 			i.client.AllowRebalance()
+			// A member may be assigned nothing (more members than
+			// partitions); having joined is then all it takes to be ready.
+			if _, gen := i.client.GroupMetadata(); gen >= 0 {
+				i.owning.Store(true)
+			}
 		}
 	}
 }
