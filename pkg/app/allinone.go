@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/lokilab/lokilab/pkg/compactor"
 	"github.com/lokilab/lokilab/pkg/ingester"
 	"github.com/lokilab/lokilab/pkg/kafka"
 	"github.com/lokilab/lokilab/pkg/ring"
@@ -29,6 +30,8 @@ type AllInOneConfig struct {
 	Ingester ingester.Config    `yaml:"ingester"`
 	Reader   kafka.ReaderConfig `yaml:"kafka_reader"`
 	Storage  storage.Config     `yaml:"storage_config"`
+	// Compactor merges the ingesters' index segments day by day.
+	Compactor compactor.Config `yaml:"compactor"`
 	// Ingesters is how many ingesters run. Default 3: enough for
 	// partitions to move between them when one stops.
 	Ingesters int `yaml:"ingesters"`
@@ -48,6 +51,7 @@ func (c *AllInOneConfig) RegisterFlags(fs *flag.FlagSet) {
 	c.Ingester.RegisterFlags(fs)
 	c.Reader.RegisterFlags(fs)
 	c.Storage.RegisterFlags(fs)
+	c.Compactor.RegisterFlags(fs)
 	fs.IntVar(&c.Ingesters, "ingesters", 3, "Number of ingesters to run.")
 	fs.IntVar(&c.IngesterHTTPBasePort, "ingester.http-base-port", 3101, "HTTP port of the first ingester (the others follow); 0 picks free ports.")
 	fs.StringVar(&c.DataDir, "data.dir", "lokilab-data", "Directory for everything the lab persists.")
@@ -84,7 +88,7 @@ func (c *AllInOneConfig) Validate() error {
 	}
 	ic := c.Ingester
 	ic.InstanceID = "ingester-0"
-	return errors.Join(err, c.DistributorConfig.Validate(), ic.Validate(), c.Reader.Validate(), c.Storage.Validate(), c.EmbeddedKafka.Validate())
+	return errors.Join(err, c.DistributorConfig.Validate(), ic.Validate(), c.Reader.Validate(), c.Storage.Validate(), c.Compactor.Validate(), c.EmbeddedKafka.Validate())
 }
 
 // RunAllInOne runs the whole lab in this process until ctx is done. banner,
@@ -136,7 +140,18 @@ func RunAllInOne(ctx context.Context, cfg AllInOneConfig, defaults any, logger *
 		printBanner(banner, srv.Addr(), broker.Addr(), cfg, partitions, ingesters)
 	}
 
+	store, err := storage.New(cfg.Storage, "compactor", reg, logger.With("component", "compactor"))
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	comp, err := compactor.New(cfg.Compactor, store.Bucket, reg, logger.With("component", "compactor"), nil)
+	if err != nil {
+		return err
+	}
+
 	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return comp.Run(gctx) })
 	ringReady := make(chan *ring.Ring, 1)
 	ingestersDone := make(chan struct{})
 	g.Go(func() error {
@@ -185,6 +200,7 @@ lokilab is running (all in one process)
   profiles        http://%[1]s/debug/pprof/
   Kafka           %[2]s  topic %[3]q, %[4]d partitions (embedded broker)
   data            %[5]s  (broker log in kafka/, chunks and index in store/)
+  compactor       merges each tenant's index segments per day, every %[7]s
 %[6]s
 Try:
   curl -s -H 'Content-Type: application/json' http://%[1]s/loki/api/v1/push \
@@ -194,7 +210,7 @@ Try:
   ls -R %[5]s/store | head   (chunks appear after flushes: POST /flush on an ingester)
 
 Ctrl-C stops it cleanly (ingesters flush first); restarting on the same data directory keeps the data.
-`, httpAddr, kafkaAddr, cfg.Kafka.Topic, partitions, cfg.DataDir, ing.String())
+`, httpAddr, kafkaAddr, cfg.Kafka.Topic, partitions, cfg.DataDir, ing.String(), cfg.Compactor.CompactionInterval)
 }
 
 // BrokerProcessConfig is `lokilab kafka`: the embedded broker on its own,
