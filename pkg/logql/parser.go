@@ -163,21 +163,16 @@ func (p *parser) unary() (Expr, error) {
 		}
 		return e, nil
 	case tNumber:
-		p.next()
-		v, err := strconv.ParseFloat(t.text, 64)
+		v, err := p.number("")
 		if err != nil {
-			return nil, p.errorf(t, "invalid number %q", t.text)
+			return nil, err
 		}
 		return &NumberLiteral{Value: v}, nil
 	case tSub:
 		p.next()
-		n, err := p.expect(tNumber, "after '-'")
+		v, err := p.number("after '-'")
 		if err != nil {
 			return nil, err
-		}
-		v, err := strconv.ParseFloat(n.text, 64)
-		if err != nil {
-			return nil, p.errorf(n, "invalid number %q", n.text)
 		}
 		return &NumberLiteral{Value: -v}, nil
 	case tIdent:
@@ -187,13 +182,9 @@ func (p *parser) unary() (Expr, error) {
 			if _, err := p.expect(tLParen, "after vector"); err != nil {
 				return nil, err
 			}
-			n, err := p.expect(tNumber, "in vector(...)")
+			v, err := p.number("in vector(...)")
 			if err != nil {
 				return nil, err
-			}
-			v, err := strconv.ParseFloat(n.text, 64)
-			if err != nil {
-				return nil, p.errorf(n, "invalid number %q", n.text)
 			}
 			if _, err := p.expect(tRParen, "to close vector("); err != nil {
 				return nil, err
@@ -206,6 +197,19 @@ func (p *parser) unary() (Expr, error) {
 		}
 	}
 	return nil, p.errorf(t, "expected a stream selector '{...}', a range aggregation (count_over_time, rate, bytes_over_time, bytes_rate), a vector aggregation (sum, avg, min, max, count, topk, bottomk) or a number, found %s", t.describe())
+}
+
+// number reads a plain number token.
+func (p *parser) number(where string) (float64, error) {
+	n, err := p.expect(tNumber, where)
+	if err != nil {
+		return 0, err
+	}
+	v, err := strconv.ParseFloat(n.text, 64)
+	if err != nil {
+		return 0, p.errorf(n, "invalid number %q", n.text)
+	}
+	return v, nil
 }
 
 func isRangeOp(s string) bool {
