@@ -19,6 +19,7 @@ import (
 	"github.com/lokilab/lokilab/pkg/ring"
 	"github.com/lokilab/lokilab/pkg/server"
 	"github.com/lokilab/lokilab/pkg/storage"
+	"github.com/lokilab/lokilab/pkg/tenant"
 )
 
 // AllInOneConfig is `lokilab run`: the embedded broker plus every component
@@ -145,13 +146,21 @@ func RunAllInOne(ctx context.Context, cfg AllInOneConfig, defaults any, logger *
 		return err
 	}
 	defer store.Close()
-	comp, err := compactor.New(cfg.Compactor, store.Bucket, reg, logger.With("component", "compactor"), nil)
+	// The compactor reads tenants' retention from the same defaults and
+	// runtime overrides file as the distributor (its own copy; the
+	// distributor's registers the reload metrics).
+	compLimits, err := tenant.NewOverrides(cfg.Limits, cfg.RuntimeConfig, nil, logger)
+	if err != nil {
+		return err
+	}
+	comp, err := compactor.New(cfg.Compactor, store.Bucket, compLimits, reg, logger.With("component", "compactor"), nil)
 	if err != nil {
 		return err
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return comp.Run(gctx) })
+	g.Go(func() error { return compLimits.Run(gctx) })
 	ringReady := make(chan *ring.Ring, 1)
 	ingestersDone := make(chan struct{})
 	g.Go(func() error {

@@ -16,8 +16,11 @@
 // Only the segments listed at the start of a run are merged and deleted, so
 // segments ingesters write meanwhile are left for the next run.
 //
-// Retention (deleting chunks past a tenant's retention period) belongs here
-// too and comes with the read path (issue 4).
+// Retention rides on compaction (retention.go): with retention_enabled, a
+// day's merged segment leaves out the chunks past their tenant's
+// retention_period or the best-matching retention_stream rule, a marker
+// remembers them, and a sweep deletes them from the store after
+// retention_delete_delay.
 package compactor
 
 import (
@@ -33,6 +36,7 @@ import (
 	"github.com/thanos-io/objstore"
 
 	"github.com/lokilab/lokilab/pkg/index"
+	"github.com/lokilab/lokilab/pkg/tenant"
 )
 
 // Config is the compactor's configuration.
@@ -42,20 +46,30 @@ type Config struct {
 	// reads and writes of index objects.
 	CompactionInterval time.Duration `yaml:"compaction_interval"`
 	// MinSegments is how many segments a tenant-day must have before it is
-	// compacted. Default 2: a day with one segment is already compact.
+	// compacted. Default 2: a day with one segment is already compact
+	// (unless retention expires some of its chunks).
 	MinSegments int `yaml:"min_segments"`
+	// RetentionEnabled applies tenants' retention_period and
+	// retention_stream. Default false, as in Loki: deleting data is opt-in.
+	RetentionEnabled bool `yaml:"retention_enabled"`
+	// RetentionDeleteDelay is how long expired chunks stay in the store
+	// after they left the index, so queries that read the index before
+	// finish reading them. Default 2h, Loki's.
+	RetentionDeleteDelay time.Duration `yaml:"retention_delete_delay"`
 }
 
 // RegisterFlags registers the compactor flags.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.CompactionInterval, "compactor.compaction-interval", 10*time.Minute, "How often to compact index segments.")
 	fs.IntVar(&c.MinSegments, "compactor.min-segments", 2, "Segments a tenant-day needs before it is compacted.")
+	fs.BoolVar(&c.RetentionEnabled, "compactor.retention-enabled", false, "Apply tenants' retention_period and retention_stream.")
+	fs.DurationVar(&c.RetentionDeleteDelay, "compactor.retention-delete-delay", 2*time.Hour, "How long expired chunks stay after leaving the index.")
 }
 
 // Validate reports a configuration the compactor cannot run with.
 func (c *Config) Validate() error {
-	if c.CompactionInterval <= 0 || c.MinSegments < 2 {
-		return errors.New("compactor: compaction_interval must be positive and min_segments at least 2")
+	if c.CompactionInterval <= 0 || c.MinSegments < 2 || c.RetentionDeleteDelay < 0 {
+		return errors.New("compactor: compaction_interval must be positive, min_segments at least 2 and retention_delete_delay not negative")
 	}
 	return nil
 }
@@ -65,8 +79,13 @@ type Compactor struct {
 	cfg    Config
 	bkt    objstore.Bucket
 	index  *index.Client
+	limits tenant.LimitsSource
 	logger *slog.Logger
 	now    func() time.Time
+
+	chunksMarked   prometheus.Counter
+	chunksDeleted  prometheus.Counter
+	bytesReclaimed prometheus.Counter
 
 	runs           *prometheus.CounterVec
 	segmentsRead   prometheus.Counter
@@ -76,8 +95,9 @@ type Compactor struct {
 	lastSuccess    prometheus.Gauge
 }
 
-// New builds a compactor over bkt. reg may be nil; now nil means time.Now.
-func New(cfg Config, bkt objstore.Bucket, reg prometheus.Registerer, logger *slog.Logger, now func() time.Time) (*Compactor, error) {
+// New builds a compactor over bkt. limits supplies tenants' retention and
+// may be nil when retention is off; reg may be nil; now nil means time.Now.
+func New(cfg Config, bkt objstore.Bucket, limits tenant.LimitsSource, reg prometheus.Registerer, logger *slog.Logger, now func() time.Time) (*Compactor, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -87,8 +107,20 @@ func New(cfg Config, bkt objstore.Bucket, reg prometheus.Registerer, logger *slo
 	if now == nil {
 		now = time.Now
 	}
+	if cfg.RetentionEnabled && limits == nil {
+		return nil, errors.New("compactor: retention needs tenant limits")
+	}
 	c := &Compactor{
-		cfg: cfg, bkt: bkt, index: index.NewClient(bkt), logger: logger, now: now,
+		cfg: cfg, bkt: bkt, index: index.NewClient(bkt), limits: limits, logger: logger, now: now,
+		chunksMarked: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "lokilab_compactor_chunks_marked_total", Help: "Chunks past their retention, removed from the index and marked for deletion.",
+		}),
+		chunksDeleted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "lokilab_compactor_chunks_deleted_total", Help: "Expired chunks deleted from the store after the deletion delay.",
+		}),
+		bytesReclaimed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "lokilab_compactor_bytes_reclaimed_total", Help: "Bytes of expired chunks deleted from the store.",
+		}),
 		runs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "lokilab_compactor_runs_total", Help: "Compaction runs, by result.",
 		}, []string{"result"}),
@@ -109,7 +141,7 @@ func New(cfg Config, bkt objstore.Bucket, reg prometheus.Registerer, logger *slo
 		}),
 	}
 	if reg != nil {
-		for _, m := range []prometheus.Collector{c.runs, c.segmentsRead, c.segmentsOut, c.segmentsDelete, c.refsDeduped, c.lastSuccess} {
+		for _, m := range []prometheus.Collector{c.runs, c.segmentsRead, c.segmentsOut, c.segmentsDelete, c.refsDeduped, c.lastSuccess, c.chunksMarked, c.chunksDeleted, c.bytesReclaimed} {
 			if err := reg.Register(m); err != nil {
 				return nil, fmt.Errorf("compactor: registering metrics: %w", err)
 			}
@@ -155,6 +187,11 @@ func (c *Compactor) Compact(ctx context.Context) error {
 			}
 		}
 	}
+	if c.cfg.RetentionEnabled {
+		if err := c.Sweep(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if err := errors.Join(errs...); err != nil {
 		c.runs.WithLabelValues("failure").Inc()
 		return err
@@ -164,41 +201,58 @@ func (c *Compactor) Compact(ctx context.Context) error {
 	return nil
 }
 
-func (c *Compactor) compactDay(ctx context.Context, day int, tenant string) error {
+func (c *Compactor) compactDay(ctx context.Context, day int, tenantID string) error {
 	from, through := index.DayBounds(day)
-	segs, keys, err := c.index.Segments(ctx, tenant, from, through)
-	if err != nil {
+	// DayBounds covers exactly the day, so these are its segments only.
+	segs, keys, err := c.index.Segments(ctx, tenantID, from, through)
+	if err != nil || len(segs) == 0 {
 		return err
 	}
-	// DayBounds covers exactly the day, so these are its segments only.
-	inDay, inKeys := segs, keys
-	if len(inDay) < c.cfg.MinSegments {
+	merged := index.Merge(segs...)
+	var expired []string
+	if c.cfg.RetentionEnabled {
+		rules, err := rulesFor(c.limits.For(tenantID))
+		if err != nil {
+			return err
+		}
+		merged, expired = rules.expire(tenantID, merged, c.now())
+	}
+	if len(segs) < c.cfg.MinSegments && len(expired) == 0 {
 		return nil
 	}
-	c.segmentsRead.Add(float64(len(inDay)))
-	merged := index.Merge(inDay...)
+	c.segmentsRead.Add(float64(len(segs)))
 	before := 0
-	for _, s := range inDay {
+	for _, s := range segs {
 		before += int(s.Stats(from, through).Chunks)
 	}
-	after := 0
+	after := len(expired)
 	for _, s := range merged {
 		after += len(s.Chunks)
 	}
 	if before > after {
 		c.refsDeduped.Add(float64(before - after))
 	}
-	name := "compacted-" + strconv.FormatInt(c.now().UnixMilli(), 10)
-	key, err := c.index.WriteSegment(ctx, day, tenant, name, merged)
-	if err != nil {
-		return err
+	// The marker first: whatever is interrupted after it, the expired
+	// chunks are remembered, and the sweep deletes none that an index
+	// segment still references.
+	if len(expired) > 0 {
+		if err := c.writeMarker(ctx, marker{Tenant: tenantID, Day: day, Chunks: expired}); err != nil {
+			return err
+		}
 	}
-	c.segmentsOut.Inc()
+	key := ""
+	if len(merged) > 0 {
+		name := "compacted-" + strconv.FormatInt(c.now().UnixMilli(), 10)
+		if key, err = c.index.WriteSegment(ctx, day, tenantID, name, merged); err != nil {
+			return err
+		}
+		c.segmentsOut.Inc()
+	}
 	// The merged segment is durable; only now may the inputs go. A delete
 	// that fails leaves a duplicate that readers dedupe and the next run
 	// removes.
 	var errs []error
-	for _, k := range inKeys {
+	for _, k := range keys {
 		if k == key {
 			continue
 		}
@@ -208,6 +262,6 @@ func (c *Compactor) compactDay(ctx context.Context, day int, tenant string) erro
 		}
 		c.segmentsDelete.Inc()
 	}
-	c.logger.Info("compacted index day", "day", day, "tenant", tenant, "segments", len(inKeys), "series", len(merged), "chunks", after, "into", key)
+	c.logger.Info("compacted index day", "day", day, "tenant", tenantID, "segments", len(keys), "series", len(merged), "expired_chunks", len(expired), "into", key)
 	return errors.Join(errs...)
 }

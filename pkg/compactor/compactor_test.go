@@ -86,7 +86,7 @@ func TestCompactionKeepsEveryRef(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	cfg := testConfig()
 	cfg.MinSegments = 5 // tenant b's 3 segments stay as they are
-	c, err := New(cfg, bkt, reg, nil, func() time.Time { return day0.Add(48 * time.Hour) })
+	c, err := New(cfg, bkt, nil, reg, nil, func() time.Time { return day0.Add(48 * time.Hour) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +148,7 @@ func TestInterruptedCompactionLosesNothing(t *testing.T) {
 	writeFlushes(t, ic, "a", day0, 4)
 	before, _ := ic.Series(context.Background(), "a", 0, math.MaxInt64)
 
-	broken, err := New(testConfig(), failingDeletes{bkt}, nil, nil, nil)
+	broken, err := New(testConfig(), failingDeletes{bkt}, nil, nil, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +163,7 @@ func TestInterruptedCompactionLosesNothing(t *testing.T) {
 		t.Fatal("readers see different series while inputs and merged segment coexist")
 	}
 
-	c, _ := New(testConfig(), bkt, nil, nil, nil)
+	c, _ := New(testConfig(), bkt, nil, nil, nil, nil)
 	if err := c.Compact(context.Background()); err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/lokilab/lokilab/pkg/config"
+	"github.com/lokilab/lokilab/pkg/labels"
 )
 
 // Rate limit strategies.
@@ -77,6 +78,25 @@ type Limits struct {
 	// this is the limit that keeps a label with a request ID in it from
 	// taking the ingesters down.
 	MaxGlobalStreamsPerUser int `yaml:"max_global_streams_per_user"`
+	// RetentionPeriod deletes a tenant's chunks whose newest entry is older
+	// than this; the compactor applies it. Default 0: keep forever, as in
+	// Loki. Retention happens at compaction, so data outlives its period by
+	// up to compaction_interval plus the compactor's deletion delay.
+	RetentionPeriod model.Duration `yaml:"retention_period"`
+	// RetentionStream overrides RetentionPeriod for streams matching a
+	// selector: the matching rule with the highest priority applies, the
+	// shorter period among equal priorities. Loki's retention_stream.
+	RetentionStream []StreamRetention `yaml:"retention_stream,omitempty"`
+}
+
+// StreamRetention is one retention_stream rule.
+type StreamRetention struct {
+	// Selector is a stream selector, e.g. {namespace="dev"}.
+	Selector string `yaml:"selector"`
+	// Priority decides between matching rules: highest wins.
+	Priority int `yaml:"priority"`
+	// Period is how long matching streams are kept.
+	Period model.Duration `yaml:"period"`
 }
 
 // RegisterFlags registers the default limits with Loki's flag names.
@@ -99,6 +119,7 @@ func (l *Limits) RegisterFlags(fs *flag.FlagSet) {
 	fs.Var(&l.MaxStructuredMetadataSize, "limits.max-structured-metadata-size", "Maximum structured metadata bytes per entry; 0 disables.")
 	fs.IntVar(&l.MaxStructuredMetadataEntriesCount, "limits.max-structured-metadata-entries-count", 128, "Maximum structured metadata pairs per entry; 0 disables.")
 	fs.IntVar(&l.MaxGlobalStreamsPerUser, "ingester.max-global-streams-per-user", 5000, "Maximum active streams per tenant; 0 disables.")
+	fs.Var(&l.RetentionPeriod, "store.retention", "Delete chunks older than this (applied by the compactor); 0 keeps forever.")
 }
 
 // DefaultLimits returns Loki's default limits, as RegisterFlags sets them.
@@ -120,6 +141,17 @@ func (l *Limits) Validate() error {
 	}
 	if l.MaxLabelNamesPerSeries < 0 || l.MaxLabelNameLength < 0 || l.MaxLabelValueLength < 0 || l.MaxStructuredMetadataEntriesCount < 0 || l.MaxGlobalStreamsPerUser < 0 {
 		return fmt.Errorf("label and structured metadata limits must not be negative")
+	}
+	if l.RetentionPeriod < 0 {
+		return fmt.Errorf("retention_period must not be negative")
+	}
+	for i, r := range l.RetentionStream {
+		if _, err := labels.ParseMatchers(r.Selector); err != nil {
+			return fmt.Errorf("retention_stream[%d] selector %q: %w", i, r.Selector, err)
+		}
+		if r.Period <= 0 {
+			return fmt.Errorf("retention_stream[%d] needs a positive period", i)
+		}
 	}
 	return nil
 }
