@@ -64,9 +64,9 @@ type Config struct {
 	ChunkTargetSize config.ByteSize `yaml:"chunk_target_size"`
 	// MaxChunkAge flushes a chunk this long after its first entry arrived
 	// (reason "max_age"), bounding how much a crash replays and how stale
-	// the store is. Default 2h, Loki's. Entries older than the stream's
-	// newest by more than half of it start a new chunk rather than widen
-	// the current one.
+	// the store is. Default 2h, Loki's. It also bounds a chunk's span of
+	// entry time: an entry that would stretch the open chunk past it opens
+	// a new chunk instead.
 	MaxChunkAge time.Duration `yaml:"max_chunk_age"`
 	// ChunkIdlePeriod flushes a chunk that received nothing for this long
 	// (reason "idle"). Default 30m, Loki's.

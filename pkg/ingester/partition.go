@@ -155,7 +155,6 @@ func (p *partition) pushRecord(r *kgo.Record, now time.Time) {
 		}
 		appended++
 		bytes += e.Size()
-		s.newest = max(s.newest, e.Timestamp)
 		p.charge(s.head)
 		if s.head.c.Full() {
 			p.sealed(s, reasonFull)

@@ -40,9 +40,6 @@ type stream struct {
 	// flush.
 	sealed []*sealedChunk
 
-	// newest is the highest timestamp appended; entries older than
-	// newest - maxChunkAge/2 start a new chunk.
-	newest     int64
 	lastAppend time.Time
 }
 

@@ -33,7 +33,7 @@ type Config struct {
 	// JoinMembers are host:port addresses of nodes to join through; one
 	// reachable member is enough. Run retries with backoff until one
 	// answers. Empty: this node starts a cluster of its own (a seed).
-	JoinMembers []string `yaml:"join_members"`
+	JoinMembers []string `yaml:"join_members,omitempty"`
 
 	// GossipInterval is how often queued broadcasts are sent to three
 	// random peers. Default 200ms (memberlist's LAN default). Lower
