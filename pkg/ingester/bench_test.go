@@ -68,7 +68,7 @@ func benchIngester(b *testing.B) *Ingester {
 		b.Fatal(err)
 	}
 	return &Ingester{cfg: cfg, logger: discardLogger(), now: time.Now, metrics: m,
-		memory: &memoryAccount{metrics: m}, chunkPool: chunk.NewPool(), flushSlots: make(chan struct{}, 1), partitions: map[int32]*partition{}}
+		memory: &memoryAccount{metrics: m}, chunkPool: chunk.NewPool(), chunkEncoding: chunk.EncodingSnappy, flushSlots: make(chan struct{}, 1), partitions: map[int32]*partition{}}
 }
 
 // BenchmarkIngestEndToEnd: lines already in the embedded broker, consumed

@@ -103,9 +103,10 @@ type Ingester struct {
 	metrics *metrics
 	memory  *memoryAccount
 	// chunkPool shares zstd coders and scratch buffers among all chunks.
-	chunkPool  *chunk.Pool
-	flushSlots chan struct{}
-	segmentSeq atomic.Uint64
+	chunkPool     *chunk.Pool
+	chunkEncoding chunk.Encoding
+	flushSlots    chan struct{}
+	segmentSeq    atomic.Uint64
 
 	// batchMu is held while a poll's records are applied, and by take and
 	// release around changing a partition's state, so a batch polled for
@@ -147,6 +148,10 @@ func New(cfg Config, deps Deps) (*Ingester, error) {
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}
+	enc, err := chunk.ParseEncoding(cfg.ChunkEncoding)
+	if err != nil {
+		return nil, err
+	}
 	m, err := newMetrics(deps.Registerer)
 	if err != nil {
 		return nil, fmt.Errorf("ingester: registering metrics: %w", err)
@@ -164,6 +169,7 @@ func New(cfg Config, deps Deps) (*Ingester, error) {
 		metrics:           m,
 		memory:            &memoryAccount{limit: int64(cfg.MaxMemoryChunkBytes), metrics: m},
 		chunkPool:         chunk.NewPool(),
+		chunkEncoding:     enc,
 		flushSlots:        make(chan struct{}, cfg.ConcurrentFlushes),
 		partitions:        make(map[int32]*partition),
 		activeInRing:      make(map[int32]bool),

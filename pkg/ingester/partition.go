@@ -136,9 +136,8 @@ func (p *partition) pushRecord(r *kgo.Record, now time.Time) {
 			p.sealed(s, reasonOutOfOrder)
 		}
 		if s.head == nil {
-			enc, _ := chunk.ParseEncoding(cfg.ChunkEncoding) // validated in Config
 			s.head = &openChunk{
-				c:           chunk.New(enc, int(cfg.ChunkBlockSize), int(cfg.ChunkTargetSize), chunk.WithPool(p.ing.chunkPool)),
+				c:           chunk.New(p.ing.chunkEncoding, int(cfg.ChunkBlockSize), int(cfg.ChunkTargetSize), chunk.WithPool(p.ing.chunkPool)),
 				firstOffset: r.Offset,
 				created:     now,
 			}
@@ -155,10 +154,14 @@ func (p *partition) pushRecord(r *kgo.Record, now time.Time) {
 		}
 		appended++
 		bytes += e.Size()
-		p.charge(s.head)
 		if s.head.c.Full() {
-			p.sealed(s, reasonFull)
+			p.sealed(s, reasonFull) // charges the chunk's final size
 		}
+	}
+	// Charged once per record rather than per entry: the account is a
+	// mutex and a gauge, and a record's entries are at most ~1MiB.
+	if s.head != nil {
+		p.charge(s.head)
 	}
 	s.lastAppend = now
 	m := p.ing.metrics
