@@ -1,21 +1,17 @@
-// Package storetest reads back what ingesters flushed, through the index
-// and chunk code, for tests that check "nothing acknowledged is lost".
-// It is the read path reduced to its essence: find chunk refs in the index
-// segments, fetch each chunk, decode it, and dedupe identical entries the
-// way the querier does (a replay after a crash uploads some entries twice).
+// Package storetest reads back what ingesters flushed, for tests that check
+// "nothing acknowledged is lost". It reads through the production read
+// path (querier.Store: index segments → chunk refs → checksummed chunks →
+// entries, identical entries from replays removed and counted) and
+// flattens the result into what such a test compares.
 package storetest
 
 import (
 	"context"
-	"fmt"
-	"hash/crc32"
-	"io"
 	"math"
 
 	"github.com/thanos-io/objstore"
 
-	"github.com/lokilab/lokilab/pkg/chunk"
-	"github.com/lokilab/lokilab/pkg/index"
+	"github.com/lokilab/lokilab/pkg/querier"
 )
 
 // Entry is one stored line and the stream it belongs to.
@@ -36,57 +32,18 @@ type Result struct {
 	Chunks, Series int
 }
 
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
-
 // Read returns every entry of tenant in the store.
 func Read(ctx context.Context, bkt objstore.Bucket, tenant string) (Result, error) {
-	var res Result
-	series, err := index.NewClient(bkt).Series(ctx, tenant, 0, math.MaxInt64)
+	// No matchers: every stream of the tenant.
+	streams, st, err := querier.NewStore(bkt, 8).Streams(ctx, tenant, nil, math.MinInt64, math.MaxInt64)
 	if err != nil {
-		return res, fmt.Errorf("reading index of %s: %w", tenant, err)
+		return Result{}, err
 	}
-	seen := make(map[Entry]bool)
-	for _, s := range series {
-		res.Series++
-		stream := s.Labels.String()
-		for _, ref := range s.Chunks {
-			res.Chunks++
-			key := ref.Key(tenant)
-			rc, err := bkt.Get(ctx, key)
-			if err != nil {
-				return res, fmt.Errorf("chunk %s in the index but not in the store: %w", key, err)
-			}
-			data, err := io.ReadAll(rc)
-			rc.Close()
-			if err != nil {
-				return res, fmt.Errorf("reading chunk %s: %w", key, err)
-			}
-			if sum := crc32.Checksum(data, castagnoli); sum != ref.Checksum {
-				return res, fmt.Errorf("chunk %s: checksum %08x, index says %08x", key, sum, ref.Checksum)
-			}
-			c, err := chunk.Decode(data)
-			if err != nil {
-				return res, fmt.Errorf("decoding chunk %s: %w", key, err)
-			}
-			if c.Entries() != int(ref.Entries) {
-				return res, fmt.Errorf("chunk %s: %d entries, index says %d", key, c.Entries(), ref.Entries)
-			}
-			it := c.Iterator(math.MinInt64, math.MaxInt64, chunk.Forward)
-			for it.Next() {
-				e := it.At()
-				k := Entry{Stream: stream, Timestamp: e.Timestamp, Line: e.Line}
-				if seen[k] {
-					res.Duplicates++
-					continue
-				}
-				k.Line = string([]byte(e.Line)) // At's strings alias the iterator's buffer
-				seen[k] = true
-				res.Entries = append(res.Entries, k)
-			}
-			if err := it.Err(); err != nil {
-				return res, fmt.Errorf("iterating chunk %s: %w", key, err)
-			}
-			it.Close()
+	res := Result{Duplicates: st.Duplicates, Chunks: st.Chunks, Series: len(streams)}
+	for _, s := range streams {
+		ls := s.Labels.String()
+		for _, e := range s.Entries {
+			res.Entries = append(res.Entries, Entry{Stream: ls, Timestamp: e.Timestamp, Line: e.Line})
 		}
 	}
 	return res, nil

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/lokilab/lokilab/pkg/chunk"
@@ -146,7 +145,7 @@ func mergeStream(its []chunk.Iterator, dir chunk.Direction, limit int) ([]push.E
 			}
 		}
 		if !dup {
-			out = append(out, copyEntry(e))
+			out = append(out, e.Clone())
 		}
 		if top.it.Next() {
 			top.e = top.it.At()
@@ -159,14 +158,6 @@ func mergeStream(its []chunk.Iterator, dir chunk.Direction, limit int) ([]push.E
 		}
 	}
 	return out, nil
-}
-
-func copyEntry(e push.Entry) push.Entry {
-	c := push.Entry{Timestamp: e.Timestamp, Line: strings.Clone(e.Line)}
-	for _, l := range e.StructuredMetadata {
-		c.StructuredMetadata = append(c.StructuredMetadata, labels.Label{Name: strings.Clone(l.Name), Value: strings.Clone(l.Value)})
-	}
-	return c
 }
 
 func closeAll(its []chunk.Iterator) {

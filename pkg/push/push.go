@@ -22,6 +22,7 @@
 package push
 
 import (
+	"strings"
 	"unsafe"
 
 	"github.com/lokilab/lokilab/pkg/labels"
@@ -56,6 +57,19 @@ func (e *Entry) Size() int {
 		n += len(l.Name) + len(l.Value)
 	}
 	return n
+}
+
+// Clone returns a copy that shares no memory with e: decoders and chunk
+// iterators hand out entries whose strings alias buffers they reuse.
+func (e *Entry) Clone() Entry {
+	c := Entry{Timestamp: e.Timestamp, Line: strings.Clone(e.Line)}
+	if len(e.StructuredMetadata) > 0 {
+		c.StructuredMetadata = make([]labels.Label, len(e.StructuredMetadata))
+		for i, l := range e.StructuredMetadata {
+			c.StructuredMetadata[i] = labels.Label{Name: strings.Clone(l.Name), Value: strings.Clone(l.Value)}
+		}
+	}
+	return c
 }
 
 // Entries is the number of entries in the request.

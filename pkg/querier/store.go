@@ -26,6 +26,8 @@ import (
 	"github.com/lokilab/lokilab/pkg/push"
 )
 
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
 // StoreStats says what reading the store cost, as Loki's query stats do.
 type StoreStats struct {
 	Chunks          int // chunk objects fetched
@@ -126,23 +128,22 @@ func (s *Store) readChunk(ctx context.Context, tenantID string, ref index.ChunkR
 	if err != nil {
 		return nil, 0, fmt.Errorf("querier: reading chunk %s: %w", key, err)
 	}
-	if sum := crc32.Checksum(data, crc32.MakeTable(crc32.Castagnoli)); sum != ref.Checksum {
+	if sum := crc32.Checksum(data, castagnoli); sum != ref.Checksum {
 		return nil, 0, fmt.Errorf("querier: chunk %s: checksum %08x, the index says %08x", key, sum, ref.Checksum)
 	}
 	c, err := chunk.Decode(data, chunk.WithPool(s.pool))
 	if err != nil {
 		return nil, 0, fmt.Errorf("querier: decoding chunk %s: %w", key, err)
 	}
+	if c.Entries() != int(ref.Entries) {
+		return nil, 0, fmt.Errorf("querier: chunk %s holds %d entries, the index says %d", key, c.Entries(), ref.Entries)
+	}
 	it := c.Iterator(from, through, chunk.Forward)
 	defer it.Close()
 	var out []push.Entry
 	for it.Next() {
 		e := it.At()
-		cp := push.Entry{Timestamp: e.Timestamp, Line: strings.Clone(e.Line)}
-		for _, l := range e.StructuredMetadata {
-			cp.StructuredMetadata = append(cp.StructuredMetadata, labels.Label{Name: strings.Clone(l.Name), Value: strings.Clone(l.Value)})
-		}
-		out = append(out, cp)
+		out = append(out, e.Clone())
 	}
 	if err := it.Err(); err != nil {
 		return nil, 0, fmt.Errorf("querier: chunk %s: %w", key, err)
