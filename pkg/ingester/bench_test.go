@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/lokilab/lokilab/internal/kafkatest"
 	"github.com/lokilab/lokilab/internal/pushtest"
 	"github.com/lokilab/lokilab/pkg/chunk"
 	"github.com/lokilab/lokilab/pkg/kafka"
@@ -97,7 +98,7 @@ func BenchmarkIngestEndToEnd(b *testing.B) {
 		done := make(chan error, 1)
 		b.StartTimer()
 		go func() { done <- ing.Run(ctx) }()
-		eventually(b, "all consumed", h.consumedAll(ing))
+		kafkatest.Eventually(b, "all consumed", h.consumedAll(ing))
 		if err := ing.flushAll(context.Background(), flushAll, reasonForced); err != nil {
 			b.Fatal(err)
 		}

@@ -198,9 +198,6 @@ func (h *harness) committed() map[int32]int64 {
 	return out
 }
 
-// eventually waits for cond; see kafkatest.Eventually.
-func eventually(t testing.TB, what string, cond func() bool) { kafkatest.Eventually(t, what, cond) }
-
 // consumedAll reports whether ing owns every partition and has processed
 // every record produced so far.
 func (h *harness) consumedAll(ing *Ingester) func() bool {

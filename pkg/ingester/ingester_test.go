@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/lokilab/lokilab/internal/kafkatest"
 	"github.com/lokilab/lokilab/internal/metricstest"
 	"github.com/lokilab/lokilab/pkg/storage"
 )
@@ -25,7 +26,7 @@ func TestFlushedLinesAreInTheStore(t *testing.T) {
 	}
 	h.produce("tenant-b", "b", 3, 20)
 	r := h.start(h.config("ingester-0"))
-	eventually(t, "all records consumed", h.consumedAll(r.ing))
+	kafkatest.Eventually(t, "all records consumed", h.consumedAll(r.ing))
 
 	rec := httptest.NewRecorder()
 	r.ing.FlushHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/flush", nil))
@@ -67,8 +68,8 @@ func TestStoreOutage(t *testing.T) {
 	}
 	r := h.start(cfg)
 	h.produce("t", "outage", 4, 100)
-	eventually(t, "all records consumed", h.consumedAll(r.ing))
-	eventually(t, "several failed flush attempts", func() bool {
+	kafkatest.Eventually(t, "all records consumed", h.consumedAll(r.ing))
+	kafkatest.Eventually(t, "several failed flush attempts", func() bool {
 		return metricstest.Value(t, r.reg, "loki_ingester_chunks_flush_failures_total", "op", "upload") >= 8
 	})
 	if c := h.committed(); len(c) != 0 {
@@ -83,7 +84,7 @@ func TestStoreOutage(t *testing.T) {
 
 	h.store.Faults.Clear()
 	ends := h.endOffsets()
-	eventually(t, "offsets committed after the store recovered", func() bool {
+	kafkatest.Eventually(t, "offsets committed after the store recovered", func() bool {
 		c := h.committed()
 		for p, end := range ends {
 			if c[p] != end {
@@ -106,14 +107,14 @@ func TestRestartReplaysWhatWasNotFlushed(t *testing.T) {
 	h.produce("t", "first", 4, 50)
 	cfg := h.config("ingester-0")
 	r := h.start(cfg)
-	eventually(t, "first batch consumed", h.consumedAll(r.ing))
+	kafkatest.Eventually(t, "first batch consumed", h.consumedAll(r.ing))
 	if err := r.ing.flushAll(context.Background(), flushAll, reasonForced); err != nil {
 		t.Fatal(err)
 	}
 	flushed := h.committed()
 
 	h.produce("t", "second", 4, 50)
-	eventually(t, "second batch consumed", h.consumedAll(r.ing))
+	kafkatest.Eventually(t, "second batch consumed", h.consumedAll(r.ing))
 	cfg.ShutdownFlush = false
 	r.ing.cfg.ShutdownFlush = false // die holding the second batch in memory only
 	if err := r.stop(); err != nil {
@@ -125,7 +126,7 @@ func TestRestartReplaysWhatWasNotFlushed(t *testing.T) {
 
 	cfg.ShutdownFlush = true
 	r2 := h.start(cfg)
-	eventually(t, "replay done", h.consumedAll(r2.ing))
+	kafkatest.Eventually(t, "replay done", h.consumedAll(r2.ing))
 	if got := metricstest.Value(t, r2.reg, "lokilab_ingester_replayed_records_total", "partition", "0"); got == 0 {
 		t.Error("the restarted ingester replayed nothing on partition 0")
 	}
@@ -153,7 +154,7 @@ func TestMemoryLimitPausesFetching(t *testing.T) {
 		h.produce("t", "m"+string(rune('a'+i)), 4, 100) // ~20 x 40KB of lines
 	}
 	r := h.start(cfg)
-	eventually(t, "fetching paused", func() bool {
+	kafkatest.Eventually(t, "fetching paused", func() bool {
 		return metricstest.Value(t, r.reg, "lokilab_ingester_fetch_paused") == 1
 	})
 	// Let it try for a while: memory must stay bounded however long the
@@ -169,7 +170,7 @@ func TestMemoryLimitPausesFetching(t *testing.T) {
 		t.Fatal("everything was consumed although memory was over its limit")
 	}
 	h.store.Faults.Clear()
-	eventually(t, "all consumed after recovery", h.consumedAll(r.ing))
+	kafkatest.Eventually(t, "all consumed after recovery", h.consumedAll(r.ing))
 	if err := r.ing.flushAll(context.Background(), flushAll, reasonForced); err != nil {
 		t.Fatal(err)
 	}
@@ -193,7 +194,7 @@ func TestBrokerErrors(t *testing.T) {
 
 	commits := cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.OffsetCommit}, Err: kerr.UnknownServerError, Count: -1})
 	h.produce("t", "during-commit-errors", 4, 50)
-	eventually(t, "failed commits", func() bool {
+	kafkatest.Eventually(t, "failed commits", func() bool {
 		return metricstest.Sum(t, r.reg, "lokilab_ingester_offset_commit_failures_total") >= 4
 	})
 	if c := h.committed(); len(c) != 0 {
@@ -209,7 +210,7 @@ func TestBrokerErrors(t *testing.T) {
 	fetches.Remove()
 
 	ends := h.endOffsets()
-	eventually(t, "offsets committed after the broker recovered", func() bool {
+	kafkatest.Eventually(t, "offsets committed after the broker recovered", func() bool {
 		c := h.committed()
 		for p, end := range ends {
 			if c[p] != end {
@@ -228,7 +229,7 @@ func TestShutdownEndpoint(t *testing.T) {
 	h := newHarness(t, 2)
 	r := h.start(h.config("ingester-0"))
 	h.produce("t", "before-shutdown", 4, 30)
-	eventually(t, "all consumed", h.consumedAll(r.ing))
+	kafkatest.Eventually(t, "all consumed", h.consumedAll(r.ing))
 
 	rec := httptest.NewRecorder()
 	r.ing.ShutdownHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/ingester/shutdown", nil))
@@ -265,7 +266,7 @@ func TestReleaseThenWaitingFlushCommitsNothing(t *testing.T) {
 	h := newHarness(t, 1)
 	r := h.start(h.config("ingester-0"))
 	h.produce("t", "dropped", 4, 20)
-	eventually(t, "all consumed", h.consumedAll(r.ing))
+	kafkatest.Eventually(t, "all consumed", h.consumedAll(r.ing))
 	if err := h.store.Faults.Set(storage.Fault{Ops: []storage.Op{storage.OpUpload}, Rate: 1}); err != nil {
 		t.Fatal(err)
 	}
@@ -298,7 +299,7 @@ func TestMemoryPressureAcrossPartitions(t *testing.T) {
 		h.produce("t", "p"+string(rune('a'+i)), 8, 50) // 8 streams over 4 partitions
 	}
 	r := h.start(cfg)
-	eventually(t, "everything consumed despite the memory limit", h.consumedAll(r.ing))
+	kafkatest.Eventually(t, "everything consumed despite the memory limit", h.consumedAll(r.ing))
 	if got := metricstest.Value(t, r.reg, "loki_ingester_chunks_flushed_total", "reason", "memory"); got == 0 {
 		t.Fatal("no chunk was cut for memory pressure")
 	}

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lokilab/lokilab/internal/kafkatest"
 	"github.com/lokilab/lokilab/internal/pushtest"
 	"github.com/lokilab/lokilab/pkg/chunk"
 	"github.com/lokilab/lokilab/pkg/labels"
@@ -29,7 +30,7 @@ func TestQueryRecent(t *testing.T) {
 	h.produce("b", "qb", 3, 200)
 	r := h.start(cfg)
 	r.ing.authEnabled = true
-	eventually(t, "all consumed", h.consumedAll(r.ing))
+	kafkatest.Eventually(t, "all consumed", h.consumedAll(r.ing))
 
 	// What tenant a wrote to app="api" (stream 0 of pushtest.Request).
 	all := h.entries("a", `{app="api", env="prod", pod="pod-0"}`)

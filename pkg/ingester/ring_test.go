@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/lokilab/lokilab/internal/kafkatest"
 	"github.com/lokilab/lokilab/internal/metricstest"
 	"github.com/lokilab/lokilab/pkg/ring"
 )
@@ -115,7 +116,7 @@ func TestRingOwnershipMovesWithoutLoss(t *testing.T) {
 	a := h.startRingMember("ingester-a")
 	b := h.startRingMember("ingester-b", a.ring.Addr())
 	c := h.startRingMember("ingester-c", a.ring.Addr())
-	eventually(t, "three ingesters sharing all partitions", func() bool {
+	kafkatest.Eventually(t, "three ingesters sharing all partitions", func() bool {
 		o := owned(a, b, c)
 		return coverage(6, a, b, c) && len(o["ingester-a"]) > 0 && len(o["ingester-b"]) > 0 && len(o["ingester-c"]) > 0
 	})
@@ -135,14 +136,14 @@ func TestRingOwnershipMovesWithoutLoss(t *testing.T) {
 	})
 	waitBatches := func(n int64) {
 		target := batches.Load() + n
-		eventually(t, "more writes", func() bool { return batches.Load() >= target })
+		kafkatest.Eventually(t, "more writes", func() bool { return batches.Load() >= target })
 	}
 
 	waitBatches(20)
 	if err := c.stop(); err != nil {
 		t.Fatalf("ingester-c did not leave cleanly: %v", err)
 	}
-	eventually(t, "a and b owning all partitions after c left", func() bool { return coverage(6, a, b) })
+	kafkatest.Eventually(t, "a and b owning all partitions after c left", func() bool { return coverage(6, a, b) })
 	t.Logf("ownership after ingester-c left: %v", owned(a, b))
 	if got := metricstest.Value(t, c.reg, "lokilab_ingester_partitions_released_total", "how", "handover"); got == 0 {
 		t.Error("ingester-c released no partition by handover")
@@ -151,13 +152,13 @@ func TestRingOwnershipMovesWithoutLoss(t *testing.T) {
 	waitBatches(20)
 	died := time.Now()
 	b.kill()
-	eventually(t, "a owning all partitions after b died", func() bool { return coverage(6, a) })
+	kafkatest.Eventually(t, "a owning all partitions after b died", func() bool { return coverage(6, a) })
 	t.Logf("ingester-a owns everything %s after ingester-b died (heartbeat timeout 1s)", time.Since(died).Round(10*time.Millisecond))
 
 	waitBatches(20)
 	stop.Store(true)
 	wg.Wait()
-	eventually(t, "everything consumed", h.consumedAll(a.ing))
+	kafkatest.Eventually(t, "everything consumed", h.consumedAll(a.ing))
 	if err := a.ing.flushAll(context.Background(), flushAll, reasonForced); err != nil {
 		t.Fatal(err)
 	}
