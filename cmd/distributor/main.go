@@ -5,22 +5,6 @@
 //	distributor -config.file=distributor.yaml
 package main
 
-import (
-	"context"
-	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
+import "github.com/lokilab/lokilab/pkg/app"
 
-	"github.com/lokilab/lokilab/pkg/app"
-)
-
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := app.Main(ctx, "distributor", os.Args[1:], os.Stderr, app.RunDistributor)
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "distributor:", err)
-		os.Exit(1)
-	}
-}
+func main() { app.Exec("distributor", app.RunDistributor) }

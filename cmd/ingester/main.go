@@ -8,22 +8,6 @@
 //	ingester -config.file=ingester.yaml
 package main
 
-import (
-	"context"
-	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
+import "github.com/lokilab/lokilab/pkg/app"
 
-	"github.com/lokilab/lokilab/pkg/app"
-)
-
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := app.Main(ctx, "ingester", os.Args[1:], os.Stderr, app.RunIngester)
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "ingester:", err)
-		os.Exit(1)
-	}
-}
+func main() { app.Exec("ingester", app.RunIngester) }

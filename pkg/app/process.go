@@ -3,8 +3,12 @@ package app
 import (
 	"context"
 	"flag"
+	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -52,6 +56,18 @@ func Main[T any, P processConfig[T]](ctx context.Context, name string, args []st
 		return err
 	}
 	return run(ctx, *cfg, cfg, defaults, logger)
+}
+
+// Exec is a component process's whole main: Main with os.Args, ended by
+// SIGINT or SIGTERM, printing the error and exiting 1 if it fails.
+func Exec[T any, P processConfig[T]](name string, run func(ctx context.Context, cfg T, configView, defaults any, logger *slog.Logger) error) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := Main[T, P](ctx, name, os.Args[1:], os.Stderr, run)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, name+":", err)
+		os.Exit(1)
+	}
 }
 
 // newServer builds a component's HTTP server with a registry of its own:

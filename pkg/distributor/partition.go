@@ -3,8 +3,8 @@ package distributor
 import "errors"
 
 // PartitionRing maps a stream's token to the Kafka partition that holds it.
-// The partition ring (gossiped over memberlist) implements it; until then,
-// and in tests, StaticPartitions does.
+// The partition ring (pkg/ring, gossiped over memberlist) implements it;
+// tests use StaticPartitions.
 type PartitionRing interface {
 	PartitionFor(token uint32) (int32, error)
 }

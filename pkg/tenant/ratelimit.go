@@ -9,8 +9,8 @@ import (
 )
 
 // DistributorCounter reports how many distributors are healthy, which the
-// global strategy divides each tenant's rate by. The ring implements it; a
-// static count serves until then and in single-distributor setups.
+// global strategy divides each tenant's rate by. The ring (pkg/ring)
+// implements it; a static count serves tests.
 type DistributorCounter interface {
 	HealthyDistributors() int
 }
