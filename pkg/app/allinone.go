@@ -16,6 +16,7 @@ import (
 	"github.com/lokilab/lokilab/pkg/compactor"
 	"github.com/lokilab/lokilab/pkg/ingester"
 	"github.com/lokilab/lokilab/pkg/kafka"
+	"github.com/lokilab/lokilab/pkg/querier"
 	"github.com/lokilab/lokilab/pkg/ring"
 	"github.com/lokilab/lokilab/pkg/server"
 	"github.com/lokilab/lokilab/pkg/storage"
@@ -33,6 +34,8 @@ type AllInOneConfig struct {
 	Storage  storage.Config     `yaml:"storage_config"`
 	// Compactor merges the ingesters' index segments day by day.
 	Compactor compactor.Config `yaml:"compactor"`
+	// Querier serves Loki's query API on the distributor's port.
+	Querier querier.Config `yaml:"querier"`
 	// Ingesters is how many ingesters run. Default 3: enough for
 	// partitions to move between them when one stops.
 	Ingesters int `yaml:"ingesters"`
@@ -53,6 +56,7 @@ func (c *AllInOneConfig) RegisterFlags(fs *flag.FlagSet) {
 	c.Reader.RegisterFlags(fs)
 	c.Storage.RegisterFlags(fs)
 	c.Compactor.RegisterFlags(fs)
+	c.Querier.RegisterFlags(fs)
 	fs.IntVar(&c.Ingesters, "ingesters", 3, "Number of ingesters to run.")
 	fs.IntVar(&c.IngesterHTTPBasePort, "ingester.http-base-port", 3101, "HTTP port of the first ingester (the others follow); 0 picks free ports.")
 	fs.StringVar(&c.DataDir, "data.dir", "lokilab-data", "Directory for everything the lab persists.")
@@ -89,7 +93,7 @@ func (c *AllInOneConfig) Validate() error {
 	}
 	ic := c.Ingester
 	ic.InstanceID = "ingester-0"
-	return errors.Join(err, c.DistributorConfig.Validate(), ic.Validate(), c.Reader.Validate(), c.Storage.Validate(), c.Compactor.Validate(), c.EmbeddedKafka.Validate())
+	return errors.Join(err, c.DistributorConfig.Validate(), ic.Validate(), c.Reader.Validate(), c.Storage.Validate(), c.Compactor.Validate(), c.Querier.Validate(), c.EmbeddedKafka.Validate())
 }
 
 // RunAllInOne runs the whole lab in this process until ctx is done. banner,
@@ -141,31 +145,37 @@ func RunAllInOne(ctx context.Context, cfg AllInOneConfig, defaults any, logger *
 		printBanner(banner, srv.Addr(), broker.Addr(), cfg, partitions, ingesters)
 	}
 
-	store, err := storage.New(cfg.Storage, "compactor", reg, logger.With("component", "compactor"))
+	// The querier answers on the distributor's port, finding the
+	// ingesters through the distributor's ring node once it has joined.
+	qstore, err := storage.New(cfg.Storage, "querier", reg, logger.With("component", "querier"))
 	if err != nil {
 		return err
 	}
-	defer store.Close()
-	// The compactor reads tenants' retention from the same defaults and
-	// runtime overrides file as the distributor (its own copy; the
-	// distributor's registers the reload metrics).
-	compLimits, err := tenant.NewOverrides(cfg.Limits, cfg.RuntimeConfig, nil, logger)
+	defer qstore.Close()
+	qlimits, err := tenant.NewOverrides(cfg.Limits, cfg.RuntimeConfig, nil, logger)
 	if err != nil {
 		return err
 	}
-	comp, err := compactor.New(cfg.Compactor, store.Bucket, compLimits, reg, logger.With("component", "compactor"), nil)
+	var qring lateRing
+	q, err := querier.New(cfg.Querier, querier.Deps{
+		Bucket: qstore.Bucket, Ingesters: &qring, Limits: qlimits, AuthEnabled: cfg.AuthEnabled,
+		Registerer: reg, Logger: logger.With("component", "querier"),
+	})
 	if err != nil {
 		return err
 	}
+	q.Register(srv.Handle)
 
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return comp.Run(gctx) })
-	g.Go(func() error { return compLimits.Run(gctx) })
+	g.Go(func() error {
+		return runCompactor(gctx, cfg.Compactor, cfg.Storage, cfg.Limits, cfg.RuntimeConfig, nil, reg, logger.With("component", "compactor"))
+	})
+	g.Go(func() error { return qlimits.Run(gctx) })
 	ringReady := make(chan *ring.Ring, 1)
 	ingestersDone := make(chan struct{})
 	g.Go(func() error {
 		return runDistributor(gctx, cfg.DistributorConfig, srv, reg, logger, distributorHooks{
-			ringReady: func(r *ring.Ring) { ringReady <- r },
+			ringReady: func(r *ring.Ring) { qring.r.Store(r); ringReady <- r },
 			ringStop:  ingestersDone,
 		})
 	})
@@ -202,6 +212,7 @@ func printBanner(w io.Writer, httpAddr, kafkaAddr string, cfg AllInOneConfig, pa
 lokilab is running (all in one process)
 
   Loki push API   http://%[1]s/loki/api/v1/push
+  Loki query API  http://%[1]s/loki/api/v1/query_range  (also /query, /labels, /series, /index/stats, /tail)
   metrics         http://%[1]s/metrics  (the distributor's; each ingester serves its own)
   ring            http://%[1]s/ring     (partitions and their owners), /memberlist
   config          http://%[1]s/config   (?mode=diff shows what you changed)
@@ -214,6 +225,8 @@ lokilab is running (all in one process)
 Try:
   curl -s -H 'Content-Type: application/json' http://%[1]s/loki/api/v1/push \
     --data-raw '{"streams":[{"stream":{"app":"hello"},"values":[["'$(date +%%s%%N)'","hello, lokilab"]]}]}' -w '%%{http_code}\n'
+  curl -s -G http://%[1]s/loki/api/v1/query_range --data-urlencode 'query={app="hello"}'
+  curl -s -G http://%[1]s/loki/api/v1/query --data-urlencode 'query=sum(count_over_time({app="hello"}[5m]))'
   kcat -b %[2]s -t %[3]s -C -e -f 'partition %%p offset %%o key %%k: %%S bytes\n'
 
   ls -R %[5]s/store | head   (chunks appear after flushes: POST /flush on an ingester)

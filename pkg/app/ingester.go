@@ -89,6 +89,7 @@ func runIngester(ctx context.Context, cfg IngesterConfig, srv *server.Server, re
 	srv.Handle("POST /ingester/shutdown", ing.ShutdownHandler())
 	srv.Handle("GET /ingester/status", ing.StatusHandler())
 	srv.Handle("GET /ingester/query_recent", ing.QueryHandler())
+	srv.Handle("GET /ingester/series", ing.SeriesHandler())
 	srv.Handle("/ingester/faults/store", store.Faults)
 
 	g, gctx := errgroup.WithContext(ctx)

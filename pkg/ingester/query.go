@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -34,26 +35,33 @@ type RecentQuery struct {
 // MaxRecentLimit caps RecentQuery.Limit: Loki's max_entries_limit_per_query.
 const MaxRecentLimit = 5000
 
-// QueryRecent calls fn once per matching stream with up to q.Limit of its
-// entries in q.Direction order, deduplicated (the same timestamp and line
-// twice in a stream is one entry). Streams are read one at a time, so
-// memory is bounded by one stream's chunks and q.Limit entries, not by what
-// the ingester holds. The entries' strings are copies fn may keep.
+// recentBatch is the most entries QueryRecent hands fn at once: a metric
+// query asks for every entry of a stream (Limit 0), and a batch, not the
+// stream, is what this API holds decompressed at a time.
+const recentBatch = 1000
+
+// QueryRecent calls fn with the entries of each matching stream in
+// q.Direction order, deduplicated (the same timestamp and line twice in a
+// stream is one entry): up to q.Limit per stream, or all of them when
+// q.Limit is 0, in batches of at most recentBatch entries — one stream's
+// batches consecutively. Streams are read one at a time, so memory is
+// bounded by one stream's chunk iterators and one batch, not by what the
+// ingester holds. The entries' strings are copies fn may keep.
 //
 // A stream's chunks are snapshotted under the partition's lock (the head
 // block's entries are copied by chunk.Iterator); decompressing and merging
 // happen after the lock is released, so a query never stalls ingestion for
 // longer than it takes to list one stream's chunks.
 func (i *Ingester) QueryRecent(ctx context.Context, q RecentQuery, fn func(stream string, entries []push.Entry) error) error {
-	if q.Limit <= 0 || q.Limit > MaxRecentLimit {
-		return fmt.Errorf("limit must be between 1 and %d", MaxRecentLimit)
+	if q.Limit < 0 || q.Limit > MaxRecentLimit {
+		return fmt.Errorf("limit must be between 0 (all) and %d", MaxRecentLimit)
 	}
 	for _, id := range i.owned() {
 		p := i.partition(id)
 		if p == nil {
 			continue
 		}
-		for _, s := range p.matching(q) {
+		for _, s := range p.matching(q.Tenant, q.Matchers) {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
@@ -61,28 +69,75 @@ func (i *Ingester) QueryRecent(ctx context.Context, q RecentQuery, fn func(strea
 			if len(its) == 0 {
 				continue // flushed and dropped since it was listed
 			}
-			entries, err := mergeStream(its, q.Direction, q.Limit)
+			err := mergeStream(its, q.Direction, q.Limit, recentBatch, func(entries []push.Entry) error { return fn(s.lstr, entries) })
 			if err != nil {
 				return fmt.Errorf("ingester: reading stream %s: %w", s.lstr, err)
-			}
-			if len(entries) == 0 {
-				continue
-			}
-			if err := fn(s.lstr, entries); err != nil {
-				return err
 			}
 		}
 	}
 	return nil
 }
 
-// matching lists the tenant's streams whose labels match q.
-func (p *partition) matching(q RecentQuery) []*stream {
+// StreamStats describes one stream an ingester holds: its labels and its
+// in-memory chunks overlapping a time range (whole chunks: an estimate of
+// the entries in the range, as Loki's index stats are).
+type StreamStats struct {
+	Labels  string `json:"stream"`
+	Chunks  int    `json:"chunks"`
+	Entries int    `json:"entries"`
+	Bytes   int    `json:"bytes"` // uncompressed line bytes
+}
+
+// Series lists tenant's in-memory streams matching ms with chunks
+// overlapping [from, through): the recent half of /series, /labels and
+// /index/stats, which the store's index cannot know about until a flush.
+func (i *Ingester) Series(tenantID string, ms []*labels.Matcher, from, through int64) []StreamStats {
+	var out []StreamStats
+	for _, id := range i.owned() {
+		p := i.partition(id)
+		if p == nil {
+			continue
+		}
+		for _, s := range p.matching(tenantID, ms) {
+			if st, ok := p.streamStats(s, from, through); ok {
+				out = append(out, st)
+			}
+		}
+	}
+	return out
+}
+
+func (p *partition) streamStats(s *stream, from, through int64) (StreamStats, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	st := StreamStats{Labels: s.lstr}
+	add := func(c *chunk.Chunk) {
+		if c.Entries() == 0 {
+			return
+		}
+		if lo, hi := c.Bounds(); hi < from || lo >= through {
+			return
+		}
+		st.Chunks++
+		st.Entries += c.Entries()
+		st.Bytes += c.UncompressedSize()
+	}
+	for _, sc := range s.sealed {
+		add(sc.c)
+	}
+	if s.head != nil {
+		add(s.head.c)
+	}
+	return st, st.Chunks > 0
+}
+
+// matching lists the tenant's streams whose labels match ms.
+func (p *partition) matching(tenantID string, ms []*labels.Matcher) []*stream {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var out []*stream
-	for _, s := range p.streams[q.Tenant] {
-		if s.labels.Matches(q.Matchers...) {
+	for _, s := range p.streams[tenantID] {
+		if s.labels.Matches(ms...) {
 			out = append(out, s)
 		}
 	}
@@ -113,51 +168,59 @@ func (p *partition) iterators(s *stream, q RecentQuery) []chunk.Iterator {
 }
 
 // mergeStream merges one stream's chunk iterators by timestamp, dropping
-// consecutive identical entries, up to limit entries.
-func mergeStream(its []chunk.Iterator, dir chunk.Direction, limit int) ([]push.Entry, error) {
+// identical entries, and emits them in batches of up to batchSize: up to
+// limit entries, all of them if limit is 0.
+func mergeStream(its []chunk.Iterator, dir chunk.Direction, limit, batchSize int, emit func([]push.Entry) error) error {
 	defer closeAll(its)
 	h := &iterHeap{dir: dir}
 	for _, it := range its {
 		if it.Next() {
 			h.its = append(h.its, heapItem{it: it, e: it.At()})
 		} else if err := it.Err(); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	heap.Init(h)
 	var (
-		out []push.Entry
-		// lines at the current timestamp: chunks interleave entries of one
-		// timestamp, so a duplicate need not be adjacent to its twin.
-		atTs int
+		batch   []push.Entry
+		emitted int
+		// Lines at the current timestamp: chunks interleave entries of
+		// one timestamp, so a duplicate need not be adjacent to its twin.
+		curTs  int64
+		atCurT []string
 	)
-	for h.Len() > 0 && len(out) < limit {
+	for h.Len() > 0 && (limit == 0 || emitted < limit) {
 		top := &h.its[0]
 		e := top.e
-		if n := len(out); n > 0 && out[n-1].Timestamp != e.Timestamp {
-			atTs = n
+		if len(atCurT) == 0 || e.Timestamp != curTs {
+			curTs, atCurT = e.Timestamp, atCurT[:0]
 		}
-		dup := false
-		for _, prev := range out[atTs:] {
-			if prev.Line == e.Line {
-				dup = true
-				break
+		if !slices.Contains(atCurT, e.Line) {
+			c := e.Clone()
+			atCurT = append(atCurT, c.Line)
+			batch = append(batch, c)
+			emitted++
+			if len(batch) == batchSize {
+				if err := emit(batch); err != nil {
+					return err
+				}
+				batch = nil
 			}
-		}
-		if !dup {
-			out = append(out, e.Clone())
 		}
 		if top.it.Next() {
 			top.e = top.it.At()
 			heap.Fix(h, 0)
 		} else {
 			if err := top.it.Err(); err != nil {
-				return nil, err
+				return err
 			}
 			heap.Pop(h)
 		}
 	}
-	return out, nil
+	if len(batch) > 0 {
+		return emit(batch)
+	}
+	return nil
 }
 
 func closeAll(its []chunk.Iterator) {
@@ -194,9 +257,11 @@ func (h *iterHeap) Pop() any {
 // QueryHandler serves GET /ingester/query_recent: the recent-data API the
 // querier calls. Parameters: query (a stream selector), start and end
 // (ns; default the last hour), direction (forward|backward, default
-// backward), limit (per stream, default 100, at most 5000). The tenant is
-// X-Scope-OrgID when auth is enabled (401 without it), "fake" otherwise. The answer is one JSON object per
-// line, one line per stream, written as each stream is read:
+// backward), limit (per stream, default 100, at most 5000; 0 for all, as
+// metric queries need). The tenant is X-Scope-OrgID when auth is enabled
+// (401 without it), "fake" otherwise. The answer is one JSON object per
+// line, one line per batch of a stream's entries (a stream's batches
+// consecutive), written as each stream is read:
 //
 //	{"stream":"{app=\"api\"}","values":[["1700000000000000000","line"],...]}
 func (i *Ingester) QueryHandler() http.Handler {
@@ -242,12 +307,46 @@ func (i *Ingester) QueryHandler() http.Handler {
 	})
 }
 
+// SeriesHandler serves GET /ingester/series: the tenant's in-memory
+// streams matching the selector in match (all of them without one), with chunks overlapping start
+// and end (ns; default the last hour), as a JSON array of StreamStats.
+func (i *Ingester) SeriesHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		q, err := parseRecentQuery(r, i.now())
+		if err == nil {
+			q.Tenant, err = tenant.FromRequest(r, i.authEnabled)
+			if errors.Is(err, tenant.ErrNoOrgID) {
+				http.Error(w, err.Error(), http.StatusUnauthorized)
+				return
+			}
+		}
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		out := i.Series(q.Tenant, q.Matchers, q.From, q.Through)
+		if out == nil {
+			out = []StreamStats{}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(out)
+	})
+}
+
 func parseRecentQuery(r *http.Request, now time.Time) (RecentQuery, error) {
 	v := r.URL.Query()
 	q := RecentQuery{Direction: chunk.Backward, Limit: 100, From: now.Add(-time.Hour).UnixNano(), Through: now.UnixNano() + 1}
 	var err error
-	if q.Matchers, err = labels.ParseMatchers(v.Get("query")); err != nil {
-		return q, fmt.Errorf("query: %w", err)
+	sel, param := v.Get("query"), "query"
+	if r.URL.Path == "/ingester/series" || v.Has("match") {
+		sel, param = v.Get("match"), "match"
+	}
+	// The series API with no match lists every stream (the label APIs
+	// ask that way); a query always needs a selector.
+	if sel != "" || param == "query" {
+		if q.Matchers, err = labels.ParseMatchers(sel); err != nil {
+			return q, fmt.Errorf("%s: %w", param, err)
+		}
 	}
 	for name, dst := range map[string]*int64{"start": &q.From, "end": &q.Through} {
 		if s := v.Get(name); s != "" {
@@ -264,8 +363,8 @@ func parseRecentQuery(r *http.Request, now time.Time) (RecentQuery, error) {
 		return q, fmt.Errorf("direction: want forward or backward, got %q", v.Get("direction"))
 	}
 	if s := v.Get("limit"); s != "" {
-		if q.Limit, err = strconv.Atoi(s); err != nil || q.Limit < 1 || q.Limit > MaxRecentLimit {
-			return q, fmt.Errorf("limit: want 1 to %d, got %q", MaxRecentLimit, s)
+		if q.Limit, err = strconv.Atoi(s); err != nil || q.Limit < 0 || q.Limit > MaxRecentLimit {
+			return q, fmt.Errorf("limit: want 0 (all) to %d, got %q", MaxRecentLimit, s)
 		}
 	}
 	return q, nil

@@ -2,8 +2,10 @@ package ingester
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -48,13 +50,14 @@ func TestQueryRecent(t *testing.T) {
 		{"backward", chunk.Backward, 1000, reversed(all[50:150])},
 		{"forward limit", chunk.Forward, 10, all[50:60]},
 		{"backward limit", chunk.Backward, 10, reversed(all[140:150])},
+		{"all", chunk.Forward, 0, all[50:150]},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			q := RecentQuery{Tenant: "a", Matchers: []*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, "app", "api")},
 				From: from, Through: through, Direction: tc.dir, Limit: tc.limit}
 			got := map[string][]push.Entry{}
 			if err := r.ing.QueryRecent(context.Background(), q, func(s string, es []push.Entry) error {
-				got[s] = es
+				got[s] = append(got[s], es...)
 				return nil
 			}); err != nil {
 				t.Fatal(err)
@@ -100,7 +103,8 @@ func TestQueryRecent(t *testing.T) {
 
 	for bad, code := range map[string]int{
 		"query=app":                               http.StatusBadRequest,
-		"query=%7Bapp%3D%22x%22%7D&limit=0":       http.StatusBadRequest,
+		"query=%7Bapp%3D%22x%22%7D&limit=-1":      http.StatusBadRequest,
+		"query=%7Bapp%3D%22x%22%7D&limit=5001":    http.StatusBadRequest,
 		"query=%7Bapp%3D%22x%22%7D&direction=up":  http.StatusBadRequest,
 		"query=%7Bapp%3D%22x%22%7D&no-org-id=yes": http.StatusUnauthorized,
 	} {
@@ -112,6 +116,76 @@ func TestQueryRecent(t *testing.T) {
 		r.ing.QueryHandler().ServeHTTP(rec, req)
 		if rec.Code != code {
 			t.Errorf("%s: answered %d, want %d", bad, rec.Code, code)
+		}
+	}
+
+	// The series API lists the same streams with their chunk counts.
+	req = httptest.NewRequest(http.MethodGet, "/ingester/series?"+url.Values{"match": {`{env="prod"}`}, "start": {"0"}, "end": {"9223372036854775807"}}.Encode(), nil)
+	req.Header.Set("X-Scope-OrgID", "b")
+	rec = httptest.NewRecorder()
+	r.ing.SeriesHandler().ServeHTTP(rec, req)
+	var series []StreamStats
+	if err := json.Unmarshal(rec.Body.Bytes(), &series); err != nil || rec.Code != http.StatusOK {
+		t.Fatalf("series answered %d %s: %v", rec.Code, rec.Body, err)
+	}
+	entries := 0
+	for _, s := range series {
+		entries += s.Entries
+		if s.Chunks < 1 || s.Bytes <= 0 {
+			t.Errorf("stream %s: %d chunks, %d bytes", s.Labels, s.Chunks, s.Bytes)
+		}
+	}
+	if len(series) != 3 || entries != 600 {
+		t.Fatalf("tenant b: %d streams holding %d entries, want 3 and 600", len(series), entries)
+	}
+}
+
+// TestMergeStreamBatches: entries come out in batches of the asked size,
+// in order, with duplicates removed even when a batch boundary falls
+// between a line and its twin (a replayed chunk overlapping the head).
+func TestMergeStreamBatches(t *testing.T) {
+	build := func(lines ...string) *chunk.Chunk {
+		c := chunk.New(chunk.EncodingSnappy, 1<<10, 1<<20)
+		for i, l := range lines {
+			if _, err := c.Append(int64(i/2), l, nil); err != nil { // two lines per timestamp
+				t.Fatal(err)
+			}
+		}
+		return c
+	}
+	a := build("a0", "b0", "a1", "b1", "a2", "b2")
+	b := build("b0", "a0", "b1", "c1", "a2", "b2") // c1 is new; the rest are a's
+	for _, tc := range []struct {
+		limit   int
+		batches []int
+	}{
+		{0, []int{3, 3, 1}},
+		{5, []int{3, 2}},
+	} {
+		var got []string
+		var sizes []int
+		its := []chunk.Iterator{a.Iterator(0, 100, chunk.Forward), b.Iterator(0, 100, chunk.Forward)}
+		if err := mergeStream(its, chunk.Forward, tc.limit, 3, func(es []push.Entry) error {
+			sizes = append(sizes, len(es))
+			for _, e := range es {
+				got = append(got, fmt.Sprintf("%d:%s", e.Timestamp, e.Line))
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(sizes, tc.batches) {
+			t.Errorf("limit %d: batches %v, want %v", tc.limit, sizes, tc.batches)
+		}
+		seen := map[string]bool{}
+		for _, g := range got {
+			if seen[g] {
+				t.Errorf("limit %d: %s twice in %v", tc.limit, g, got)
+			}
+			seen[g] = true
+		}
+		if want := min(7, cmp.Or(tc.limit, 7)); len(got) != want {
+			t.Errorf("limit %d: %d entries %v, want %d", tc.limit, len(got), got, want)
 		}
 	}
 }

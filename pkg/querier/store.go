@@ -1,9 +1,3 @@
-// Package querier answers queries over what lokilab stored. This first
-// part reads the object store: index segments find the chunks of a
-// selector's streams, chunks are fetched in parallel (bounded), checked
-// against their index checksum, decoded and merged per stream, with the
-// duplicates that replays create removed and counted. The HTTP API, the
-// ingesters' recent data and query limits build on it (issue 4).
 package querier
 
 import (
@@ -30,10 +24,21 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // StoreStats says what reading the store cost, as Loki's query stats do.
 type StoreStats struct {
-	Chunks          int // chunk objects fetched
-	CompressedBytes int64
-	Entries         int // entries decoded in the time range
-	Duplicates      int // identical entries removed (replays, re-flushes)
+	Chunks            int // chunk objects read
+	CacheHits         int // of which from the chunk cache
+	CompressedBytes   int64
+	DecompressedBytes int64 // lines in the time range
+	Entries           int   // entries decoded in the time range
+	Duplicates        int   // identical entries removed (replays, re-flushes)
+}
+
+func (s *StoreStats) add(o StoreStats) {
+	s.Chunks += o.Chunks
+	s.CacheHits += o.CacheHits
+	s.CompressedBytes += o.CompressedBytes
+	s.DecompressedBytes += o.DecompressedBytes
+	s.Entries += o.Entries
+	s.Duplicates += o.Duplicates
 }
 
 // Store reads streams from the object store.
@@ -41,13 +46,18 @@ type Store struct {
 	bkt         objstore.Bucket
 	index       *index.Client
 	pool        *chunk.Pool
+	cache       *ChunkCache // nil: no cache
 	concurrency int
 }
 
-// NewStore reads bkt, fetching at most concurrency chunks at once.
-func NewStore(bkt objstore.Bucket, concurrency int) *Store {
-	return &Store{bkt: bkt, index: index.NewClient(bkt), pool: chunk.NewPool(), concurrency: max(concurrency, 1)}
+// NewStore reads bkt, fetching at most concurrency chunks at once, through
+// cache if it is not nil.
+func NewStore(bkt objstore.Bucket, concurrency int, cache *ChunkCache) *Store {
+	return &Store{bkt: bkt, index: index.NewClient(bkt), pool: chunk.NewPool(), cache: cache, concurrency: max(concurrency, 1)}
 }
+
+// Index is the store's index client, for the label and series APIs.
+func (s *Store) Index() *index.Client { return s.index }
 
 // Streams returns tenant's streams matching ms with their entries in
 // [from, through) (ns), each stream's entries in time order (equal
@@ -80,15 +90,13 @@ func (s *Store) Streams(ctx context.Context, tenantID string, ms []*labels.Match
 	g.SetLimit(s.concurrency)
 	for _, j := range jobs {
 		g.Go(func() error {
-			entries, size, err := s.readChunk(gctx, tenantID, j.ref, from, through)
+			entries, cst, err := s.readChunk(gctx, tenantID, j.ref, from, through)
 			if err != nil {
 				return err
 			}
 			mu.Lock()
 			perStream[j.stream] = append(perStream[j.stream], entries...)
-			st.Chunks++
-			st.CompressedBytes += size
-			st.Entries += len(entries)
+			st.add(cst)
 			mu.Unlock()
 			return nil
 		})
@@ -115,28 +123,42 @@ func (s *Store) Streams(ctx context.Context, tenantID string, ms []*labels.Match
 	return out, st, nil
 }
 
-// readChunk fetches one chunk, checks it against the index, and returns
-// copies of its entries in [from, through).
-func (s *Store) readChunk(ctx context.Context, tenantID string, ref index.ChunkRef, from, through int64) ([]push.Entry, int64, error) {
+// readChunk fetches one chunk (from the cache if it holds it), checks it
+// against the index, and returns copies of its entries in [from, through).
+func (s *Store) readChunk(ctx context.Context, tenantID string, ref index.ChunkRef, from, through int64) ([]push.Entry, StoreStats, error) {
+	st := StoreStats{Chunks: 1}
 	key := ref.Key(tenantID)
-	rc, err := s.bkt.Get(ctx, key)
-	if err != nil {
-		return nil, 0, fmt.Errorf("querier: chunk %s: %w", key, err)
+	data, ok := []byte(nil), false
+	if s.cache != nil {
+		data, ok = s.cache.Get(key)
 	}
-	data, err := io.ReadAll(rc)
-	rc.Close()
-	if err != nil {
-		return nil, 0, fmt.Errorf("querier: reading chunk %s: %w", key, err)
+	if ok {
+		st.CacheHits++
+	} else {
+		rc, err := s.bkt.Get(ctx, key)
+		if err != nil {
+			return nil, st, fmt.Errorf("querier: chunk %s: %w", key, err)
+		}
+		data, err = io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			return nil, st, fmt.Errorf("querier: reading chunk %s: %w", key, err)
+		}
+		// Checked before it is cached: a corrupt object never enters.
+		if sum := crc32.Checksum(data, castagnoli); sum != ref.Checksum {
+			return nil, st, fmt.Errorf("querier: chunk %s: checksum %08x, the index says %08x", key, sum, ref.Checksum)
+		}
+		if s.cache != nil {
+			s.cache.Put(key, data)
+		}
 	}
-	if sum := crc32.Checksum(data, castagnoli); sum != ref.Checksum {
-		return nil, 0, fmt.Errorf("querier: chunk %s: checksum %08x, the index says %08x", key, sum, ref.Checksum)
-	}
+	st.CompressedBytes = int64(len(data))
 	c, err := chunk.Decode(data, chunk.WithPool(s.pool))
 	if err != nil {
-		return nil, 0, fmt.Errorf("querier: decoding chunk %s: %w", key, err)
+		return nil, st, fmt.Errorf("querier: decoding chunk %s: %w", key, err)
 	}
 	if c.Entries() != int(ref.Entries) {
-		return nil, 0, fmt.Errorf("querier: chunk %s holds %d entries, the index says %d", key, c.Entries(), ref.Entries)
+		return nil, st, fmt.Errorf("querier: chunk %s holds %d entries, the index says %d", key, c.Entries(), ref.Entries)
 	}
 	it := c.Iterator(from, through, chunk.Forward)
 	defer it.Close()
@@ -144,11 +166,13 @@ func (s *Store) readChunk(ctx context.Context, tenantID string, ref index.ChunkR
 	for it.Next() {
 		e := it.At()
 		out = append(out, e.Clone())
+		st.DecompressedBytes += int64(len(e.Line))
 	}
 	if err := it.Err(); err != nil {
-		return nil, 0, fmt.Errorf("querier: chunk %s: %w", key, err)
+		return nil, st, fmt.Errorf("querier: chunk %s: %w", key, err)
 	}
-	return out, int64(len(data)), nil
+	st.Entries = len(out)
+	return out, st, nil
 }
 
 // Source adapts the store to logql's evaluator for one tenant.

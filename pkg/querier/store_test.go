@@ -60,7 +60,7 @@ func TestStoreStreams(t *testing.T) {
 	flush(t, bkt, "a", web, all[:10], "f4")
 	flush(t, bkt, "b", api, all[:300], "f5") // tenant b, same labels
 
-	s := NewStore(bkt, 4)
+	s := NewStore(bkt, 4, nil)
 	ms := []*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, "app", "api")}
 	from, through := all[20].Timestamp, all[280].Timestamp
 	streams, st, err := s.Streams(context.Background(), "a", ms, from, through)
@@ -119,7 +119,7 @@ func TestStoreDetectsCorruptChunks(t *testing.T) {
 	if err := bkt.Upload(context.Background(), key, bytes.NewReader([]byte("not the chunk"))); err != nil {
 		t.Fatal(err)
 	}
-	_, _, err = NewStore(bkt, 1).Streams(context.Background(), "a", []*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, "app", "api")}, 0, 2e18)
+	_, _, err = NewStore(bkt, 1, nil).Streams(context.Background(), "a", []*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, "app", "api")}, 0, 2e18)
 	if err == nil || !bytes.Contains([]byte(err.Error()), []byte("checksum")) {
 		t.Fatalf("corrupt chunk: %v", err)
 	}

@@ -5,8 +5,9 @@ import (
 	"flag"
 	"fmt"
 	"net"
-	"strings"
 	"time"
+
+	"github.com/lokilab/lokilab/pkg/config"
 )
 
 // Config configures the ring and the memberlist node under it. The
@@ -87,7 +88,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.BindPort, "memberlist.bind-port", 7946, "Port memberlist listens on; 0 picks a free one.")
 	fs.StringVar(&c.AdvertiseAddr, "memberlist.advertise-addr", "", "Address other nodes reach this one at. Default: derived from the bind address.")
 	fs.IntVar(&c.AdvertisePort, "memberlist.advertise-port", 0, "Port other nodes reach this one at. Default: the bound port.")
-	fs.Var((*commaList)(&c.JoinMembers), "memberlist.join", "Comma-separated host:port list of members to join through. Empty: start a new cluster.")
+	fs.Var((*config.CommaList)(&c.JoinMembers), "memberlist.join", "Comma-separated host:port list of members to join through. Empty: start a new cluster.")
 	fs.DurationVar(&c.GossipInterval, "memberlist.gossip-interval", 200*time.Millisecond, "How often queued broadcasts are gossiped to random peers.")
 	fs.DurationVar(&c.PushPullInterval, "memberlist.push-pull-interval", 10*time.Second, "How often the full state is exchanged with a random peer.")
 	fs.DurationVar(&c.LeaveTimeout, "memberlist.leave-timeout", 5*time.Second, "How long to wait on exit for the final state and the leave message to be gossiped.")
@@ -121,27 +122,6 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("ring: partitions %d out of range", c.Partitions)
 	case c.TokensPerPartition < 1 || c.TokensPerPartition > 1<<16:
 		return fmt.Errorf("ring: tokens_per_partition %d out of range", c.TokensPerPartition)
-	}
-	return nil
-}
-
-// commaList is a flag.Value over a []string written as a comma-separated
-// list: "a:7946,b:7946".
-type commaList []string
-
-func (l *commaList) String() string {
-	if l == nil {
-		return ""
-	}
-	return strings.Join(*l, ",")
-}
-
-func (l *commaList) Set(s string) error {
-	*l = nil
-	for part := range strings.SplitSeq(s, ",") {
-		if part = strings.TrimSpace(part); part != "" {
-			*l = append(*l, part)
-		}
 	}
 	return nil
 }

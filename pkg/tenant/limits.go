@@ -87,6 +87,29 @@ type Limits struct {
 	// selector: the matching rule with the highest priority applies, the
 	// shorter period among equal priorities. Loki's retention_stream.
 	RetentionStream []StreamRetention `yaml:"retention_stream,omitempty"`
+
+	// The read path's limits: what one query may cost. Each refusal is a
+	// 400 with Loki's wording, so a client written for Loki reads it.
+
+	// MaxQueryLength is the longest time range a query may cover. Default
+	// 721h (30 days and an hour), Loki's; 0 disables.
+	MaxQueryLength model.Duration `yaml:"max_query_length"`
+	// MaxEntriesLimitPerQuery caps a log query's limit parameter. Default
+	// 5000, Loki's; 0 disables.
+	MaxEntriesLimitPerQuery int `yaml:"max_entries_limit_per_query"`
+	// MaxQuerySeries caps the series a metric query returns and the
+	// streams /series lists. Default 500, Loki's.
+	MaxQuerySeries int `yaml:"max_query_series"`
+	// QueryTimeout bounds one query's execution. Default 1m, Loki's.
+	QueryTimeout model.Duration `yaml:"query_timeout"`
+	// MaxQueryParallelism is how many split intervals of one query run at
+	// once. Default 32, Loki's; 0 disables querying for the tenant.
+	MaxQueryParallelism int `yaml:"max_query_parallelism"`
+	// SplitQueriesByInterval cuts a query's range into intervals of this
+	// length, evaluated independently and merged: memory follows one
+	// interval, and intervals run in parallel. Default 1h, Loki's; 0 does
+	// not split.
+	SplitQueriesByInterval model.Duration `yaml:"split_queries_by_interval"`
 }
 
 // StreamRetention is one retention_stream rule.
@@ -120,6 +143,15 @@ func (l *Limits) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&l.MaxStructuredMetadataEntriesCount, "limits.max-structured-metadata-entries-count", 128, "Maximum structured metadata pairs per entry; 0 disables.")
 	fs.IntVar(&l.MaxGlobalStreamsPerUser, "ingester.max-global-streams-per-user", 5000, "Maximum active streams per tenant; 0 disables.")
 	fs.Var(&l.RetentionPeriod, "store.retention", "Delete chunks older than this (applied by the compactor); 0 keeps forever.")
+	l.MaxQueryLength = model.Duration(721 * time.Hour)
+	fs.Var(&l.MaxQueryLength, "store.max-query-length", "Longest time range a query may cover; 0 disables.")
+	fs.IntVar(&l.MaxEntriesLimitPerQuery, "validation.max-entries-limit", 5000, "Largest limit a log query may ask for; 0 disables.")
+	fs.IntVar(&l.MaxQuerySeries, "querier.max-query-series", 500, "Most series a metric query may return (and /series list); 0 disables.")
+	l.QueryTimeout = model.Duration(time.Minute)
+	fs.Var(&l.QueryTimeout, "querier.query-timeout", "How long one query may run.")
+	fs.IntVar(&l.MaxQueryParallelism, "querier.max-query-parallelism", 32, "Split intervals of one query evaluated at once; 0 disables querying.")
+	l.SplitQueriesByInterval = model.Duration(time.Hour)
+	fs.Var(&l.SplitQueriesByInterval, "querier.split-queries-by-interval", "Split queries into intervals of this length; 0 does not split.")
 }
 
 // DefaultLimits returns Loki's default limits, as RegisterFlags sets them.
@@ -141,6 +173,9 @@ func (l *Limits) Validate() error {
 	}
 	if l.MaxLabelNamesPerSeries < 0 || l.MaxLabelNameLength < 0 || l.MaxLabelValueLength < 0 || l.MaxStructuredMetadataEntriesCount < 0 || l.MaxGlobalStreamsPerUser < 0 {
 		return fmt.Errorf("label and structured metadata limits must not be negative")
+	}
+	if l.MaxQueryLength < 0 || l.MaxEntriesLimitPerQuery < 0 || l.MaxQuerySeries < 0 || l.QueryTimeout < 0 || l.MaxQueryParallelism < 0 || l.SplitQueriesByInterval < 0 {
+		return fmt.Errorf("query limits must not be negative")
 	}
 	if l.RetentionPeriod < 0 {
 		return fmt.Errorf("retention_period must not be negative")

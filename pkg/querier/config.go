@@ -1,0 +1,71 @@
+package querier
+
+import (
+	"errors"
+	"flag"
+	"time"
+
+	"github.com/lokilab/lokilab/pkg/config"
+)
+
+// Config is the querier's own configuration. What a query may cost is a
+// per-tenant limit (tenant.Limits: max_query_length, max_query_series,
+// query_timeout, split_queries_by_interval, …), not configured here.
+type Config struct {
+	// QueryIngestersWithin: intervals newer than now minus this also ask
+	// the ingesters; older ones read only the store. Default 3h, Loki's.
+	// It must exceed the longest a line can stay unflushed (the ingesters'
+	// max_chunk_age plus a flush cycle), or recent lines go missing from
+	// answers until they are flushed.
+	QueryIngestersWithin time.Duration `yaml:"query_ingesters_within"`
+	// MaxConcurrent bounds the chunk fetches of one split interval.
+	// Default 8.
+	MaxConcurrent int `yaml:"max_concurrent"`
+	// IngesterQueryTimeout bounds one ingester's answer. An ingester that
+	// does not answer in time makes the result partial (a warning), not a
+	// failure: it must be shorter than query_timeout to matter. Default 10s.
+	IngesterQueryTimeout time.Duration `yaml:"ingester_query_timeout"`
+	// ChunkCacheSize bounds the cache of chunk objects, in bytes. Chunks
+	// are immutable (their key holds their checksum), so a cached chunk
+	// never goes stale. Default 256MB; 0 disables the cache.
+	ChunkCacheSize config.ByteSize `yaml:"chunk_cache_size"`
+	// MultiTenantQueriesEnabled lets X-Scope-OrgID name several tenants
+	// separated by '|'; results carry a __tenant_id__ label. Default
+	// false, Loki's.
+	MultiTenantQueriesEnabled bool `yaml:"multi_tenant_queries_enabled"`
+	// TailMaxDuration ends a /tail connection after this long. Default 1h,
+	// Loki's.
+	TailMaxDuration time.Duration `yaml:"tail_max_duration"`
+	// TailPollInterval is how often a tail asks for new lines. Default 1s.
+	TailPollInterval time.Duration `yaml:"tail_poll_interval"`
+}
+
+// RegisterFlags registers the querier's flags with Loki's names where
+// Loki has the setting.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	fs.DurationVar(&c.QueryIngestersWithin, "querier.query-ingesters-within", 3*time.Hour, "Ask the ingesters for intervals newer than this; older ones read only the store.")
+	fs.IntVar(&c.MaxConcurrent, "querier.max-concurrent", 8, "Chunk fetches at once per split interval.")
+	fs.DurationVar(&c.IngesterQueryTimeout, "querier.ingester-query-timeout", 10*time.Second, "How long one ingester may take to answer before the result is partial.")
+	c.ChunkCacheSize = 256 << 20
+	fs.Var(&c.ChunkCacheSize, "querier.chunk-cache-size", "Bytes of chunk objects cached; 0 disables the cache.")
+	fs.BoolVar(&c.MultiTenantQueriesEnabled, "querier.multi-tenant-queries-enabled", false, "Accept X-Scope-OrgID with several tenants separated by '|'.")
+	fs.DurationVar(&c.TailMaxDuration, "querier.tail-max-duration", time.Hour, "Longest a /tail connection stays open.")
+	fs.DurationVar(&c.TailPollInterval, "querier.tail-poll-interval", time.Second, "How often a tail asks for new lines.")
+}
+
+// Validate reports settings the querier cannot run with.
+func (c *Config) Validate() error {
+	switch {
+	case c.QueryIngestersWithin < 0:
+		return errors.New("query_ingesters_within must not be negative")
+	case c.MaxConcurrent < 1:
+		return errors.New("max_concurrent must be at least 1")
+	case c.IngesterQueryTimeout <= 0:
+		return errors.New("ingester_query_timeout must be positive")
+	case c.ChunkCacheSize < 0:
+		return errors.New("chunk_cache_size must not be negative")
+	case c.TailMaxDuration <= 0 || c.TailPollInterval <= 0:
+		return errors.New("tail_max_duration and tail_poll_interval must be positive")
+	}
+	return nil
+}

@@ -1,0 +1,254 @@
+package querier
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/lokilab/lokilab/pkg/labels"
+	"github.com/lokilab/lokilab/pkg/logql"
+	"github.com/lokilab/lokilab/pkg/push"
+	"github.com/lokilab/lokilab/pkg/ring"
+	"github.com/lokilab/lokilab/pkg/tenant"
+)
+
+// Ingester is one ingester the querier can ask for recent data.
+type Ingester struct {
+	ID   string
+	Addr string // host:port of its HTTP server
+}
+
+// IngesterSet says which ingesters a query must ask, and what the querier
+// already knows it will miss: every such gap becomes a warning in the
+// answer, so that a partial result is never mistaken for a whole one.
+type IngesterSet interface {
+	Ingesters() (ingesters []Ingester, warnings []string)
+}
+
+// RingIngesters finds ingesters through the ring: every healthy ingester
+// is asked (each holds the partitions it owns). Ingesters the ring lists
+// but has stopped hearing from, and partitions no healthy ingester owns,
+// are warnings: lines acknowledged but not yet flushed from those
+// partitions are in Kafka, waiting for an owner, and not in the answer.
+type RingIngesters struct{ Ring *ring.Ring }
+
+// Ingesters implements IngesterSet.
+func (r RingIngesters) Ingesters() ([]Ingester, []string) {
+	var (
+		out      []Ingester
+		warnings []string
+		healthy  = map[string]bool{}
+	)
+	now := time.Now()
+	for _, in := range r.Ring.Instances(ring.RoleIngester) {
+		if !r.Ring.IsHealthy(in, now) {
+			warnings = append(warnings, fmt.Sprintf("ingester %s (%s) is unhealthy in the ring: its recent lines are missing from this answer", in.ID, in.Addr))
+			continue
+		}
+		healthy[in.ID] = true
+		out = append(out, Ingester{ID: in.ID, Addr: in.Addr})
+	}
+	var orphans []string
+	owned := false
+	for _, p := range r.Ring.Partitions() {
+		if p.State != ring.PartitionActive && p.State != ring.PartitionInactive {
+			continue
+		}
+		live := false
+		for id, o := range p.Owners {
+			owned = true
+			if healthy[id] && (o.State == ring.OwnerActive || o.State == ring.OwnerLeaving) {
+				live = true
+			}
+		}
+		if !live {
+			orphans = append(orphans, strconv.Itoa(int(p.ID)))
+		}
+	}
+	// Ingesters in group or static mode record no owners in the ring:
+	// only judge partitions when someone does.
+	if owned && len(orphans) > 0 {
+		warnings = append(warnings, fmt.Sprintf("partitions %s have no live owner: their lines not yet flushed are missing from this answer", strings.Join(orphans, ",")))
+	}
+	return out, warnings
+}
+
+// StaticIngesters is a fixed list, for tests and for ingesters that are
+// not in a ring.
+type StaticIngesters []Ingester
+
+// Ingesters implements IngesterSet.
+func (s StaticIngesters) Ingesters() ([]Ingester, []string) { return s, nil }
+
+// ingesterClient asks ingesters over their HTTP recent-data API.
+type ingesterClient struct {
+	http    *http.Client
+	timeout time.Duration
+}
+
+// IngesterStats says what asking the ingesters cost.
+type IngesterStats struct {
+	Reached    int // ingesters that answered in full
+	LinesSent  int
+	Duplicates int // identical entries removed while merging
+}
+
+// recent asks every ingester in set for tenant's streams matching ms in
+// [from, through), limit entries per stream in dir (0: all), and merges
+// what they send per stream. An ingester that fails or does not answer in
+// time is a warning, not an error: the answer says it is partial.
+func (c *ingesterClient) recent(ctx context.Context, set IngesterSet, tenantID string, ms []*labels.Matcher, from, through int64, backward bool, limit int) ([]logql.StreamEntries, IngesterStats, []string) {
+	ings, warnings := set.Ingesters()
+	var (
+		mu      sync.Mutex
+		st      IngesterStats
+		streams = map[string]*logql.StreamEntries{}
+		wg      sync.WaitGroup
+	)
+	v := url.Values{
+		"query": {matchersString(ms)},
+		"start": {strconv.FormatInt(from, 10)},
+		"end":   {strconv.FormatInt(through, 10)},
+		"limit": {strconv.Itoa(limit)},
+	}
+	if !backward {
+		v.Set("direction", "forward")
+	}
+	for _, ing := range ings {
+		wg.Go(func() {
+			got := map[string][]push.Entry{}
+			lines := 0
+			err := c.get(ctx, ing, "/ingester/query_recent", v, tenantID, func(body io.Reader) error {
+				sc := bufio.NewScanner(body)
+				sc.Buffer(make([]byte, 0, 64<<10), 64<<20)
+				for sc.Scan() {
+					var line struct {
+						Stream string      `json:"stream"`
+						Values [][2]string `json:"values"`
+						Error  string      `json:"error"`
+					}
+					if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
+						return fmt.Errorf("bad answer line: %w", err)
+					}
+					if line.Error != "" {
+						return errors.New(line.Error)
+					}
+					for _, kv := range line.Values {
+						ts, err := strconv.ParseInt(kv[0], 10, 64)
+						if err != nil {
+							return fmt.Errorf("bad timestamp %q: %w", kv[0], err)
+						}
+						got[line.Stream] = append(got[line.Stream], push.Entry{Timestamp: ts, Line: kv[1]})
+					}
+					lines += len(line.Values)
+				}
+				return sc.Err()
+			})
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				warnings = append(warnings, fmt.Sprintf("ingester %s (%s) could not be queried: %v: its recent lines are missing from this answer", ing.ID, ing.Addr, err))
+				return
+			}
+			st.Reached++
+			st.LinesSent += lines
+			for s, es := range got {
+				se := streams[s]
+				if se == nil {
+					ls, err := labels.Parse(s)
+					if err != nil {
+						warnings = append(warnings, fmt.Sprintf("ingester %s sent a stream with bad labels %q: %v", ing.ID, s, err))
+						continue
+					}
+					se = &logql.StreamEntries{Labels: ls}
+					streams[s] = se
+				}
+				se.Entries = append(se.Entries, es...)
+			}
+		})
+	}
+	wg.Wait()
+	out := make([]logql.StreamEntries, 0, len(streams))
+	for _, se := range streams {
+		out = append(out, *se)
+	}
+	out, st.Duplicates = mergeStreams(out)
+	return out, st, warnings
+}
+
+// series asks every ingester for tenant's in-memory streams matching ms.
+func (c *ingesterClient) series(ctx context.Context, set IngesterSet, tenantID string, ms []*labels.Matcher, from, through int64) ([]streamStats, []string) {
+	ings, warnings := set.Ingesters()
+	var (
+		mu  sync.Mutex
+		out []streamStats
+		wg  sync.WaitGroup
+	)
+	v := url.Values{"match": {matchersString(ms)}, "start": {strconv.FormatInt(from, 10)}, "end": {strconv.FormatInt(through, 10)}}
+	for _, ing := range ings {
+		wg.Go(func() {
+			var got []streamStats
+			err := c.get(ctx, ing, "/ingester/series", v, tenantID, func(body io.Reader) error {
+				return json.NewDecoder(body).Decode(&got)
+			})
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				warnings = append(warnings, fmt.Sprintf("ingester %s (%s) could not be queried: %v: its recent streams are missing from this answer", ing.ID, ing.Addr, err))
+				return
+			}
+			out = append(out, got...)
+		})
+	}
+	wg.Wait()
+	return out, warnings
+}
+
+// streamStats is an ingester's /ingester/series item.
+type streamStats struct {
+	Stream  string `json:"stream"`
+	Chunks  int    `json:"chunks"`
+	Entries int    `json:"entries"`
+	Bytes   int    `json:"bytes"`
+}
+
+func (c *ingesterClient) get(ctx context.Context, ing Ingester, path string, v url.Values, tenantID string, read func(io.Reader) error) error {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+ing.Addr+path+"?"+v.Encode(), nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set(tenant.Header, tenantID)
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("%s answered %s: %s", path, resp.Status, strings.TrimSpace(string(b)))
+	}
+	return read(resp.Body)
+}
+
+// matchersString prints matchers as a selector an ingester parses back.
+func matchersString(ms []*labels.Matcher) string {
+	if len(ms) == 0 {
+		return ""
+	}
+	parts := make([]string, len(ms))
+	for i, m := range ms {
+		parts[i] = m.String()
+	}
+	return "{" + strings.Join(parts, ", ") + "}"
+}

@@ -1,0 +1,462 @@
+// Package querier answers Loki's query API over what lokilab holds: the
+// recent past in the ingesters' memory, everything flushed in the object
+// store.
+//
+// A query's range is cut into split intervals (split_queries_by_interval,
+// aligned to the epoch, so the same hour is the same interval in every
+// query — what makes the chunk cache useful). For each interval:
+//
+//  1. If the interval is newer than now − query_ingesters_within, every
+//     healthy ingester is asked for the matching streams' entries it holds
+//     (ingesters found in the ring; one that fails is a warning — a
+//     partial answer — never silence).
+//  2. Then the store: index segments of the interval's days name the
+//     chunks of matching streams; chunks are fetched in parallel (bounded,
+//     through the chunk cache), checked against the index's checksum and
+//     decoded.
+//  3. Both are merged per stream, by time, and identical entries — the
+//     same line from an ingester and from a chunk it just flushed, or from
+//     two chunks of a replay — are kept once and counted as duplicates.
+//
+// The ingesters are asked before the store on purpose: an ingester drops a
+// chunk only after the index that names it is written, so a chunk flushed
+// while a query runs is found in one place or the other. Asked the other
+// way round, it could slip between the two reads.
+//
+// Log queries walk the intervals in the query's direction and stop once
+// the limit is reached: a `{app="api"}` over 30 days with limit 100 reads
+// the newest hour, not the month. Metric queries evaluate intervals in
+// parallel (max_query_parallelism), each over its own steps, and
+// concatenate the results: every LogQL operation lokilab evaluates is
+// per step, so splitting by steps changes nothing in the answer.
+//
+// Memory: one interval's matching entries at a time per worker; that is
+// what split_queries_by_interval trades against the number of index and
+// chunk reads.
+package querier
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/thanos-io/objstore"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/lokilab/lokilab/pkg/labels"
+	"github.com/lokilab/lokilab/pkg/logql"
+	"github.com/lokilab/lokilab/pkg/push"
+	"github.com/lokilab/lokilab/pkg/tenant"
+)
+
+// TenantLabel names a result's tenant in multi-tenant queries, as in Loki.
+const TenantLabel = "__tenant_id__"
+
+// maxPoints is the most steps a range query may have: Loki's 11,000.
+const maxPoints = 11000
+
+// Deps are what a querier reads from.
+type Deps struct {
+	// Bucket is the object store the ingesters flush to.
+	Bucket objstore.Bucket
+	// Ingesters finds the ingesters to ask for recent data; nil reads the
+	// store only.
+	Ingesters IngesterSet
+	Limits    tenant.LimitsSource
+	// AuthEnabled requires X-Scope-OrgID; without it every request is
+	// tenant "fake".
+	AuthEnabled bool
+	Registerer  prometheus.Registerer
+	Logger      *slog.Logger
+	// Now is the clock; nil is time.Now. Tests move it.
+	Now func() time.Time
+	// HTTPClient asks the ingesters; nil is a client with no overall
+	// timeout (each call is bounded by ingester_query_timeout).
+	HTTPClient *http.Client
+}
+
+// Querier answers queries for one or more tenants.
+type Querier struct {
+	cfg       Config
+	store     *Store
+	ingesters IngesterSet
+	client    *ingesterClient
+	limits    tenant.LimitsSource
+	auth      bool
+	now       func() time.Time
+	logger    *slog.Logger
+	metrics   *metrics
+}
+
+// New builds a querier.
+func New(cfg Config, deps Deps) (*Querier, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("querier: %w", err)
+	}
+	if deps.Bucket == nil || deps.Limits == nil || deps.Registerer == nil {
+		return nil, errors.New("querier: Bucket, Limits and Registerer are required")
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.New(slog.DiscardHandler)
+	}
+	if deps.Now == nil {
+		deps.Now = time.Now
+	}
+	if deps.HTTPClient == nil {
+		deps.HTTPClient = &http.Client{}
+	}
+	var cache *ChunkCache
+	if cfg.ChunkCacheSize > 0 {
+		cache = NewChunkCache(int64(cfg.ChunkCacheSize), deps.Registerer)
+	}
+	m, err := newMetrics(deps.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	return &Querier{
+		cfg:       cfg,
+		store:     NewStore(deps.Bucket, cfg.MaxConcurrent, cache),
+		ingesters: deps.Ingesters,
+		client:    &ingesterClient{http: deps.HTTPClient, timeout: cfg.IngesterQueryTimeout},
+		limits:    deps.Limits,
+		auth:      deps.AuthEnabled,
+		now:       deps.Now,
+		logger:    deps.Logger,
+		metrics:   m,
+	}, nil
+}
+
+// Stats says what a query cost, in the parts Loki reports: the store, the
+// ingesters and a summary.
+type Stats struct {
+	Store           StoreStats
+	Ingester        IngesterStats
+	Splits          int
+	LinesProcessed  int   // entries that went through the pipeline
+	BytesProcessed  int64 // their lines' bytes
+	EntriesReturned int
+	ExecTime        time.Duration
+}
+
+func (s *Stats) add(o Stats) {
+	s.Store.add(o.Store)
+	s.Ingester.Reached = max(s.Ingester.Reached, o.Ingester.Reached)
+	s.Ingester.LinesSent += o.Ingester.LinesSent
+	s.Ingester.Duplicates += o.Ingester.Duplicates
+	s.Splits += o.Splits
+	s.LinesProcessed += o.LinesProcessed
+	s.BytesProcessed += o.BytesProcessed
+	s.EntriesReturned += o.EntriesReturned
+}
+
+// Duplicates is every identical entry removed, wherever it was found.
+func (s *Stats) Duplicates() int { return s.Store.Duplicates + s.Ingester.Duplicates }
+
+// warnings collects, without repeats, what makes an answer partial.
+type warnings struct {
+	mu   sync.Mutex
+	list []string
+}
+
+func (w *warnings) add(ws ...string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, s := range ws {
+		if !slices.Contains(w.list, s) {
+			w.list = append(w.list, s)
+		}
+	}
+}
+
+// interval is one split of a query's range: [from, through) in ns.
+type interval struct{ from, through int64 }
+
+// splitRange cuts [from, through) at multiples of split (epoch-aligned).
+func splitRange(from, through int64, split time.Duration) []interval {
+	if split <= 0 || through <= from {
+		return []interval{{from, through}}
+	}
+	var out []interval
+	for start := from; start < through; {
+		end := (floorDiv(start, int64(split)) + 1) * int64(split)
+		end = min(end, through)
+		out = append(out, interval{start, end})
+		start = end
+	}
+	return out
+}
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && (a < 0) != (b < 0) {
+		q--
+	}
+	return q
+}
+
+// fetch returns tenant's streams matching ms with their entries in
+// [from, through), from the ingesters (if the range is recent enough) and
+// the store, merged and deduplicated. ingesterLimit caps what each
+// ingester sends per stream (0: everything).
+func (q *Querier) fetch(ctx context.Context, tenantID string, ms []*labels.Matcher, from, through int64, backward bool, ingesterLimit int, st *Stats, w *warnings) ([]logql.StreamEntries, error) {
+	var all []logql.StreamEntries
+	// Ingesters first; see the package doc for why the order matters.
+	if q.ingesters != nil && through > q.now().Add(-q.cfg.QueryIngestersWithin).UnixNano() {
+		streams, ist, ws := q.client.recent(ctx, q.ingesters, tenantID, ms, from, through, backward, ingesterLimit)
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if len(ws) > 0 {
+			q.metrics.partial.Add(float64(len(ws)))
+		}
+		w.add(ws...)
+		st.Ingester.Reached = max(st.Ingester.Reached, ist.Reached)
+		st.Ingester.LinesSent += ist.LinesSent
+		st.Ingester.Duplicates += ist.Duplicates
+		all = append(all, streams...)
+	}
+	stored, sst, err := q.store.Streams(ctx, tenantID, ms, from, through)
+	st.Store.add(sst)
+	if err != nil {
+		return nil, err
+	}
+	if len(all) == 0 {
+		return stored, nil
+	}
+	merged, dups := mergeStreams(append(all, stored...))
+	st.Ingester.Duplicates += dups
+	return merged, nil
+}
+
+// mergeStreams merges streams with the same labels, each one's entries
+// sorted by (timestamp, line) with identical entries once, and returns
+// how many were removed.
+func mergeStreams(in []logql.StreamEntries) ([]logql.StreamEntries, int) {
+	byKey := make(map[string]int, len(in))
+	var out []logql.StreamEntries
+	for _, s := range in {
+		k := s.Labels.String()
+		if i, ok := byKey[k]; ok {
+			out[i].Entries = append(out[i].Entries, s.Entries...)
+			continue
+		}
+		byKey[k] = len(out)
+		out = append(out, s)
+	}
+	dups := 0
+	for i := range out {
+		es := out[i].Entries
+		slices.SortFunc(es, compareEntries)
+		n := len(es)
+		es = slices.CompactFunc(es, func(a, b push.Entry) bool { return a.Timestamp == b.Timestamp && a.Line == b.Line })
+		dups += n - len(es)
+		out[i].Entries = es
+	}
+	return out, dups
+}
+
+func compareEntries(a, b push.Entry) int {
+	if c := cmp.Compare(a.Timestamp, b.Timestamp); c != 0 {
+		return c
+	}
+	return strings.Compare(a.Line, b.Line)
+}
+
+// LogQuery is a log query's request.
+type LogQuery struct {
+	Query *logql.LogQuery
+	// From and Through bound entry timestamps in ns: From <= ts < Through.
+	From, Through int64
+	Backward      bool
+	Limit         int
+}
+
+// SelectLogs answers a log query for tenants: at most Limit entries, the
+// first in the query's direction. Entries are ordered by timestamp, then
+// by their stream's labels, then by line; backward is exactly the reverse
+// of forward. Streams come back sorted by labels, each one's entries in
+// the query's direction.
+func (q *Querier) SelectLogs(ctx context.Context, tenants []string, lq LogQuery, st *Stats, w *warnings) ([]logql.StreamEntries, error) {
+	lim := q.limits.For(tenants[0])
+	ivs := splitRange(lq.From, lq.Through, time.Duration(lim.SplitQueriesByInterval))
+	if lq.Backward {
+		slices.Reverse(ivs)
+	}
+	// A pipeline can drop lines, so an ingester's first Limit lines of a
+	// stream might all be dropped here: only a bare selector can ask the
+	// ingesters for no more than Limit per stream. (Loki evaluates the
+	// pipeline on the ingesters instead; lokilab keeps them simple.)
+	ingesterLimit := 0
+	if len(lq.Query.Pipeline) == 0 {
+		ingesterLimit = lq.Limit
+	}
+	type out struct {
+		key string
+		ls  labels.Labels
+		e   push.Entry
+	}
+	var kept []out
+	for _, iv := range ivs {
+		if len(kept) >= lq.Limit {
+			break
+		}
+		st.Splits++
+		var batch []out
+		for _, t := range tenants {
+			streams, err := q.fetch(ctx, t, lq.Query.Matchers, iv.from, iv.through, lq.Backward, ingesterLimit, st, w)
+			if err != nil {
+				return nil, err
+			}
+			p, err := logql.NewPipeline(lq.Query)
+			if err != nil {
+				return nil, err
+			}
+			for _, s := range streams {
+				sls := withTenant(s.Labels, t, len(tenants) > 1)
+				for _, e := range s.Entries {
+					st.LinesProcessed++
+					st.BytesProcessed += int64(len(e.Line))
+					line, ls, keep := p.Process(e.Line, sls)
+					if !keep {
+						continue
+					}
+					batch = append(batch, out{ls.String(), ls, push.Entry{Timestamp: e.Timestamp, Line: line}})
+				}
+			}
+		}
+		slices.SortFunc(batch, func(a, b out) int {
+			c := cmp.Compare(a.e.Timestamp, b.e.Timestamp)
+			if c == 0 {
+				c = strings.Compare(a.key, b.key)
+			}
+			if c == 0 {
+				c = strings.Compare(a.e.Line, b.e.Line)
+			}
+			if lq.Backward {
+				c = -c
+			}
+			return c
+		})
+		kept = append(kept, batch[:min(len(batch), lq.Limit-len(kept))]...)
+	}
+	byKey := map[string]int{}
+	var result []logql.StreamEntries
+	for _, o := range kept {
+		i, ok := byKey[o.key]
+		if !ok {
+			i = len(result)
+			byKey[o.key] = i
+			result = append(result, logql.StreamEntries{Labels: o.ls})
+		}
+		result[i].Entries = append(result[i].Entries, o.e)
+	}
+	slices.SortFunc(result, func(a, b logql.StreamEntries) int { return strings.Compare(a.Labels.String(), b.Labels.String()) })
+	st.EntriesReturned = len(kept)
+	return result, nil
+}
+
+// withTenant adds the tenant label when a query spans tenants.
+func withTenant(ls labels.Labels, tenantID string, multi bool) labels.Labels {
+	if !multi {
+		return ls
+	}
+	return labels.New(append(slices.Clone(ls), labels.Label{Name: TenantLabel, Value: tenantID})...)
+}
+
+// MetricQuery is a metric query's request: evaluated at start, start+step,
+// … up to end; an instant query has start == end and no step.
+type MetricQuery struct {
+	Expr       logql.Expr
+	Start, End time.Time
+	Step       time.Duration
+}
+
+// SelectSamples evaluates a metric query for tenants, split intervals in
+// parallel.
+func (q *Querier) SelectSamples(ctx context.Context, tenants []string, mq MetricQuery, st *Stats, w *warnings) ([]logql.Series, error) {
+	lim := q.limits.For(tenants[0])
+	// The steps of each split interval, evaluated on their own.
+	type group struct{ start, end time.Time }
+	var groups []group
+	if mq.Step <= 0 || mq.Start.Equal(mq.End) {
+		groups = []group{{mq.Start, mq.End}}
+	} else {
+		split := time.Duration(lim.SplitQueriesByInterval)
+		cur := group{start: mq.Start, end: mq.Start}
+		for t := mq.Start; !t.After(mq.End); t = t.Add(mq.Step) {
+			if split > 0 && floorDiv(t.UnixNano(), int64(split)) != floorDiv(cur.start.UnixNano(), int64(split)) {
+				groups = append(groups, cur)
+				cur = group{start: t}
+			}
+			cur.end = t
+		}
+		groups = append(groups, cur)
+	}
+	results := make([][]logql.Series, len(groups))
+	stats := make([]Stats, len(groups))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(max(lim.MaxQueryParallelism, 1))
+	for i, gr := range groups {
+		g.Go(func() error {
+			gst := &stats[i]
+			gst.Splits = 1
+			src := func(lq *logql.LogQuery, from, through int64) ([]logql.StreamEntries, error) {
+				var all []logql.StreamEntries
+				for _, t := range tenants {
+					streams, err := q.fetch(gctx, t, lq.Matchers, from, through, false, 0, gst, w)
+					if err != nil {
+						return nil, err
+					}
+					for _, s := range streams {
+						s.Labels = withTenant(s.Labels, t, len(tenants) > 1)
+						gst.LinesProcessed += len(s.Entries)
+						for _, e := range s.Entries {
+							gst.BytesProcessed += int64(len(e.Line))
+						}
+						all = append(all, s)
+					}
+				}
+				return all, nil
+			}
+			var err error
+			results[i], err = logql.EvalRange(mq.Expr, src, gr.start, gr.end, mq.Step)
+			return err
+		})
+	}
+	err := g.Wait()
+	for _, s := range stats {
+		st.add(s)
+	}
+	if err != nil {
+		return nil, err
+	}
+	// Concatenate each series' samples across groups (in time order: the
+	// groups are).
+	byKey := map[string]int{}
+	var out []logql.Series
+	for _, rs := range results {
+		for _, s := range rs {
+			k := s.Labels.String()
+			i, ok := byKey[k]
+			if !ok {
+				byKey[k] = len(out)
+				out = append(out, logql.Series{Labels: s.Labels})
+				i = len(out) - 1
+			}
+			out[i].Samples = append(out[i].Samples, s.Samples...)
+		}
+	}
+	slices.SortFunc(out, func(a, b logql.Series) int { return strings.Compare(a.Labels.String(), b.Labels.String()) })
+	for _, s := range out {
+		st.EntriesReturned += len(s.Samples)
+	}
+	return out, nil
+}
