@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/lokilab/lokilab/internal/kafkatest"
 	"github.com/lokilab/lokilab/internal/pushtest"
 	"github.com/lokilab/lokilab/pkg/kafka"
 	"github.com/lokilab/lokilab/pkg/push"
@@ -113,6 +114,11 @@ func TestRunAllInOne(t *testing.T) {
 		t.Fatalf("the banner lists %d ingesters, want 3:\n%s", len(ingesters), lab.out.String())
 	}
 	waitConsumed(t, "127.0.0.1:"+kafkaPort, ingesters[0][1], ingesters[1][1], ingesters[2][1])
+	// The query API on the same port answers from the ingesters' memory.
+	if q := queryAll(t, base, `{env="prod"}`); len(q.copies) != 30 || q.copies["first-2-9"] != 1 || len(q.warnings) > 0 {
+		t.Fatalf("before any flush the query API answers %d distinct lines (first-2-9: %d times), warnings %q; want all 30 once",
+			len(q.copies), q.copies["first-2-9"], q.warnings)
+	}
 	lab.stop() // SIGTERM: clean shutdown, exit 0: the ingesters flush
 	if got := storedIDs(t, filepath.Join(dataDir, "store")); got["first-2-9"] != 1 || len(got) != 30 {
 		t.Fatalf("after a clean stop the store holds %d distinct lines (first-2-9: %d), want all 30 once", len(got), got["first-2-9"])
@@ -124,6 +130,20 @@ func TestRunAllInOne(t *testing.T) {
 	if code, body, err := pushTo(base+"/loki/api/v1/push", second, pushtest.Protobuf); err != nil || code != http.StatusNoContent {
 		t.Fatalf("push after restart: %d %q %v", code, body, err)
 	}
+	// The first run's lines now come from the store, the second's from
+	// the ingesters: each once.
+	kafkatest.Eventually(t, "the query API answers both runs' lines once each", func() bool {
+		q := queryAll(t, base, `{env="prod"}`)
+		if len(q.copies) != 60 || len(q.warnings) > 0 {
+			return false
+		}
+		for _, n := range q.copies {
+			if n != 1 {
+				return false
+			}
+		}
+		return true
+	})
 	counts := pushtest.CountIDs(t, readTopic(t, "127.0.0.1:"+kafkaPort))
 	for _, id := range []string{"first", "second"} {
 		for s := range 3 {

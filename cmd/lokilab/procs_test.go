@@ -19,7 +19,7 @@ import (
 
 // binaries built once for every test in this package.
 var bin struct {
-	lokilab, distributor, ingester string
+	lokilab, distributor, ingester, querier string
 }
 
 func TestMain(m *testing.M) {
@@ -31,7 +31,8 @@ func TestMain(m *testing.M) {
 	bin.lokilab = filepath.Join(dir, "lokilab")
 	bin.distributor = filepath.Join(dir, "distributor")
 	bin.ingester = filepath.Join(dir, "ingester")
-	for out, pkg := range map[string]string{bin.lokilab: ".", bin.distributor: "../distributor", bin.ingester: "../ingester"} {
+	bin.querier = filepath.Join(dir, "querier")
+	for out, pkg := range map[string]string{bin.lokilab: ".", bin.distributor: "../distributor", bin.ingester: "../ingester", bin.querier: "../querier"} {
 		cmd := exec.Command("go", "build", "-o", out, pkg)
 		cmd.Stderr = os.Stderr
 		if err := cmd.Run(); err != nil {

@@ -35,30 +35,36 @@ type IngesterSet interface {
 }
 
 // RingIngesters finds ingesters through the ring: every healthy ingester
-// is asked (each holds the partitions it owns). Ingesters the ring lists
-// but has stopped hearing from, and partitions no healthy ingester owns,
-// are warnings: lines acknowledged but not yet flushed from those
-// partitions are in Kafka, waiting for an owner, and not in the answer.
+// is asked (each holds the partitions it owns). What the answer will miss
+// is said in warnings: with ring ownership, the partitions no healthy
+// ingester owns (lines acknowledged but not yet flushed from them are in
+// Kafka, waiting for an owner to replay them); without it (group or static
+// ownership, which record no owners in the ring), the unhealthy ingesters.
+// An ingester that died after another took its partitions over is no
+// warning: the new owner replayed what the dead one held.
 type RingIngesters struct{ Ring *ring.Ring }
 
 // Ingesters implements IngesterSet.
 func (r RingIngesters) Ingesters() ([]Ingester, []string) {
 	var (
-		out      []Ingester
-		warnings []string
-		healthy  = map[string]bool{}
+		out       []Ingester
+		unhealthy []string
+		healthy   = map[string]bool{}
 	)
 	now := time.Now()
 	for _, in := range r.Ring.Instances(ring.RoleIngester) {
 		if !r.Ring.IsHealthy(in, now) {
-			warnings = append(warnings, fmt.Sprintf("ingester %s (%s) is unhealthy in the ring: its recent lines are missing from this answer", in.ID, in.Addr))
+			unhealthy = append(unhealthy, in.ID)
 			continue
 		}
 		healthy[in.ID] = true
 		out = append(out, Ingester{ID: in.ID, Addr: in.Addr})
 	}
-	var orphans []string
-	owned := false
+	var (
+		orphans []string
+		owners  = map[string]bool{}
+		owned   = false
+	)
 	for _, p := range r.Ring.Partitions() {
 		if p.State != ring.PartitionActive && p.State != ring.PartitionInactive {
 			continue
@@ -72,12 +78,25 @@ func (r RingIngesters) Ingesters() ([]Ingester, []string) {
 		}
 		if !live {
 			orphans = append(orphans, strconv.Itoa(int(p.ID)))
+			for id, o := range p.Owners {
+				why := o.State.String()
+				if !healthy[id] {
+					why = "unhealthy"
+				}
+				owners[id+" ("+why+")"] = true
+			}
 		}
 	}
-	// Ingesters in group or static mode record no owners in the ring:
-	// only judge partitions when someone does.
-	if owned && len(orphans) > 0 {
-		warnings = append(warnings, fmt.Sprintf("partitions %s have no live owner: their lines not yet flushed are missing from this answer", strings.Join(orphans, ",")))
+	var warnings []string
+	switch {
+	case owned && len(orphans) > 0:
+		last := sortedKeys(owners)
+		warnings = append(warnings, fmt.Sprintf("partitions %s have no live owner (owners: %s): their lines not yet flushed are missing from this answer until an ingester takes them over",
+			strings.Join(orphans, ","), strings.Join(last, ",")))
+	case !owned:
+		for _, id := range unhealthy {
+			warnings = append(warnings, fmt.Sprintf("ingester %s is unhealthy in the ring: its recent lines are missing from this answer", id))
+		}
 	}
 	return out, warnings
 }
@@ -156,7 +175,7 @@ func (c *ingesterClient) recent(ctx context.Context, set IngesterSet, tenantID s
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
-				warnings = append(warnings, fmt.Sprintf("ingester %s (%s) could not be queried: %v: its recent lines are missing from this answer", ing.ID, ing.Addr, err))
+				warnings = append(warnings, fmt.Sprintf("ingester %s (%s) could not be queried: %v: its recent lines are missing from this answer", ing.ID, ing.Addr, errCause(err)))
 				return
 			}
 			st.Reached++
@@ -203,7 +222,7 @@ func (c *ingesterClient) series(ctx context.Context, set IngesterSet, tenantID s
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
-				warnings = append(warnings, fmt.Sprintf("ingester %s (%s) could not be queried: %v: its recent streams are missing from this answer", ing.ID, ing.Addr, err))
+				warnings = append(warnings, fmt.Sprintf("ingester %s (%s) could not be queried: %v: its recent streams are missing from this answer", ing.ID, ing.Addr, errCause(err)))
 				return
 			}
 			out = append(out, got...)
@@ -239,6 +258,17 @@ func (c *ingesterClient) get(ctx context.Context, ing Ingester, path string, v u
 		return fmt.Errorf("%s answered %s: %s", path, resp.Status, strings.TrimSpace(string(b)))
 	}
 	return read(resp.Body)
+}
+
+// errCause drops the request URL from a client error, so that one
+// ingester failing for every split interval is one warning, not one per
+// interval.
+func errCause(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
 }
 
 // matchersString prints matchers as a selector an ingester parses back.
