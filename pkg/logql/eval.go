@@ -125,12 +125,18 @@ func (ev *evaluator) rangeAgg(r *RangeAggregation) (value, error) {
 		pts []point
 	}{}
 	for _, s := range streams {
+		skey := s.Labels.String()
 		for _, e := range s.Entries {
 			line, ls, keep := p.Process(e.Line, s.Labels)
 			if !keep {
 				continue
 			}
-			key := ls.String()
+			// The pipeline hands the stream's own labels back when no
+			// stage changed them: no need to format them per entry.
+			key := skey
+			if len(ls) != len(s.Labels) || (len(ls) > 0 && &ls[0] != &s.Labels[0]) {
+				key = ls.String()
+			}
 			g := bySeries[key]
 			if g == nil {
 				g = &struct {

@@ -382,3 +382,33 @@ func (b *builder) labels() labels.Labels {
 	}
 	return b.all()
 }
+
+// RawLineFilter returns a function reporting whether a raw line passes
+// every line filter of q's pipeline that sees the line as stored (each one
+// before the first line_format; parsers and label filters do not change
+// the line), or nil when there is none. A store runs it on each decoded
+// line before copying it, so the lines a filter drops cost no allocation;
+// the pipeline applies the same filters again, which is cheap and keeps it
+// correct on its own.
+func (q *LogQuery) RawLineFilter() func(line string) bool {
+	var fs []*LineFilter
+	for _, s := range q.Pipeline {
+		if _, ok := s.(*LineFormat); ok {
+			break
+		}
+		if f, ok := s.(*LineFilter); ok {
+			fs = append(fs, f)
+		}
+	}
+	if len(fs) == 0 {
+		return nil
+	}
+	return func(line string) bool {
+		for _, f := range fs {
+			if !f.keep(line) {
+				return false
+			}
+		}
+		return true
+	}
+}

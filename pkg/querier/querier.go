@@ -204,9 +204,11 @@ func floorDiv(a, b int64) int64 {
 
 // fetch returns tenant's streams matching ms with their entries in
 // [from, through), from the ingesters (if the range is recent enough) and
-// the store, merged and deduplicated. ingesterLimit caps what each
+// the store, merged and deduplicated. The store drops the lines lq's raw
+// line filters reject before copying them; the ingesters send everything. ingesterLimit caps what each
 // ingester sends per stream (0: everything).
-func (q *Querier) fetch(ctx context.Context, tenantID string, ms []*labels.Matcher, from, through int64, backward bool, ingesterLimit int, st *Stats, w *warnings) ([]logql.StreamEntries, error) {
+func (q *Querier) fetch(ctx context.Context, tenantID string, lq *logql.LogQuery, from, through int64, backward bool, ingesterLimit int, st *Stats, w *warnings) ([]logql.StreamEntries, error) {
+	ms := lq.Matchers
 	var all []logql.StreamEntries
 	// Ingesters first; see the package doc for why the order matters.
 	if q.ingesters != nil && through > q.now().Add(-q.cfg.QueryIngestersWithin).UnixNano() {
@@ -223,8 +225,12 @@ func (q *Querier) fetch(ctx context.Context, tenantID string, ms []*labels.Match
 		st.Ingester.Duplicates += ist.Duplicates
 		all = append(all, streams...)
 	}
-	stored, sst, err := q.store.Streams(ctx, tenantID, ms, from, through)
+	stored, sst, err := q.store.Streams(ctx, tenantID, ms, from, through, lq.RawLineFilter())
 	st.Store.add(sst)
+	// Lines dropped in the store went through (the first part of) the
+	// pipeline there.
+	st.LinesProcessed += sst.Filtered
+	st.BytesProcessed += sst.FilteredBytes
 	if err != nil {
 		return nil, err
 	}
@@ -311,7 +317,7 @@ func (q *Querier) SelectLogs(ctx context.Context, tenants []string, lq LogQuery,
 		st.Splits++
 		var batch []out
 		for _, t := range tenants {
-			streams, err := q.fetch(ctx, t, lq.Query.Matchers, iv.from, iv.through, lq.Backward, ingesterLimit, st, w)
+			streams, err := q.fetch(ctx, t, lq.Query, iv.from, iv.through, lq.Backward, ingesterLimit, st, w)
 			if err != nil {
 				return nil, err
 			}
@@ -319,16 +325,36 @@ func (q *Querier) SelectLogs(ctx context.Context, tenants []string, lq LogQuery,
 			if err != nil {
 				return nil, err
 			}
+			need := lq.Limit - len(kept)
 			for _, s := range streams {
 				sls := withTenant(s.Labels, t, len(tenants) > 1)
-				for _, e := range s.Entries {
+				skey := sls.String()
+				es := s.Entries
+				n := 0
+				for j := range es {
+					e := es[j]
+					if lq.Backward {
+						e = es[len(es)-1-j]
+					}
+					// Only the first need entries in direction order can
+					// be returned, and no stream can contribute more than
+					// that: stop there — but not inside a timestamp, where
+					// the answer's order is decided by labels and line.
+					if n >= need && e.Timestamp != batch[len(batch)-1].e.Timestamp {
+						break
+					}
 					st.LinesProcessed++
 					st.BytesProcessed += int64(len(e.Line))
 					line, ls, keep := p.Process(e.Line, sls)
 					if !keep {
 						continue
 					}
-					batch = append(batch, out{ls.String(), ls, push.Entry{Timestamp: e.Timestamp, Line: line}})
+					key := skey
+					if !sameLabels(ls, sls) {
+						key = ls.String()
+					}
+					batch = append(batch, out{key, ls, push.Entry{Timestamp: e.Timestamp, Line: line}})
+					n++
 				}
 			}
 		}
@@ -361,6 +387,13 @@ func (q *Querier) SelectLogs(ctx context.Context, tenants []string, lq LogQuery,
 	slices.SortFunc(result, func(a, b logql.StreamEntries) int { return strings.Compare(a.Labels.String(), b.Labels.String()) })
 	st.EntriesReturned = len(kept)
 	return result, nil
+}
+
+// sameLabels reports whether the pipeline handed back the stream's own
+// labels (it returns them unchanged when no stage touched them), sparing
+// the label string's formatting per entry.
+func sameLabels(a, b labels.Labels) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
 }
 
 // withTenant adds the tenant label when a query spans tenants.
@@ -411,7 +444,7 @@ func (q *Querier) SelectSamples(ctx context.Context, tenants []string, mq Metric
 			src := func(lq *logql.LogQuery, from, through int64) ([]logql.StreamEntries, error) {
 				var all []logql.StreamEntries
 				for _, t := range tenants {
-					streams, err := q.fetch(gctx, t, lq.Matchers, from, through, false, 0, gst, w)
+					streams, err := q.fetch(gctx, t, lq, from, through, false, 0, gst, w)
 					if err != nil {
 						return nil, err
 					}

@@ -30,6 +30,10 @@ type StoreStats struct {
 	DecompressedBytes int64 // lines in the time range
 	Entries           int   // entries decoded in the time range
 	Duplicates        int   // identical entries removed (replays, re-flushes)
+	// Filtered entries (and their bytes) were dropped by the raw line
+	// filter while decoding, never copied.
+	Filtered      int
+	FilteredBytes int64
 }
 
 func (s *StoreStats) add(o StoreStats) {
@@ -39,6 +43,8 @@ func (s *StoreStats) add(o StoreStats) {
 	s.DecompressedBytes += o.DecompressedBytes
 	s.Entries += o.Entries
 	s.Duplicates += o.Duplicates
+	s.Filtered += o.Filtered
+	s.FilteredBytes += o.FilteredBytes
 }
 
 // Store reads streams from the object store.
@@ -60,12 +66,14 @@ func NewStore(bkt objstore.Bucket, concurrency int, cache *ChunkCache) *Store {
 func (s *Store) Index() *index.Client { return s.index }
 
 // Streams returns tenant's streams matching ms with their entries in
-// [from, through) (ns), each stream's entries in time order (equal
-// timestamps by line), identical entries once.
+// [from, through) (ns) for which keep (if not nil) is true, each stream's
+// entries in time order (equal timestamps by line), identical entries
+// once. keep sees each decoded line before it is copied: a query's line
+// filters run there, so the lines they drop are never allocated.
 //
-// Memory is the entries in the range: the querier bounds the range and the
-// entries it asks for (issue 4 adds the limits).
-func (s *Store) Streams(ctx context.Context, tenantID string, ms []*labels.Matcher, from, through int64) ([]logql.StreamEntries, StoreStats, error) {
+// Memory is the kept entries in the range: the querier splits a query into
+// intervals to bound it.
+func (s *Store) Streams(ctx context.Context, tenantID string, ms []*labels.Matcher, from, through int64, keep func(line string) bool) ([]logql.StreamEntries, StoreStats, error) {
 	var st StoreStats
 	if through <= from {
 		return nil, st, nil
@@ -90,7 +98,7 @@ func (s *Store) Streams(ctx context.Context, tenantID string, ms []*labels.Match
 	g.SetLimit(s.concurrency)
 	for _, j := range jobs {
 		g.Go(func() error {
-			entries, cst, err := s.readChunk(gctx, tenantID, j.ref, from, through)
+			entries, cst, err := s.readChunk(gctx, tenantID, j.ref, from, through, keep)
 			if err != nil {
 				return err
 			}
@@ -124,8 +132,9 @@ func (s *Store) Streams(ctx context.Context, tenantID string, ms []*labels.Match
 }
 
 // readChunk fetches one chunk (from the cache if it holds it), checks it
-// against the index, and returns copies of its entries in [from, through).
-func (s *Store) readChunk(ctx context.Context, tenantID string, ref index.ChunkRef, from, through int64) ([]push.Entry, StoreStats, error) {
+// against the index, and returns copies of its entries in [from, through)
+// that keep accepts.
+func (s *Store) readChunk(ctx context.Context, tenantID string, ref index.ChunkRef, from, through int64, keep func(string) bool) ([]push.Entry, StoreStats, error) {
 	st := StoreStats{Chunks: 1}
 	key := ref.Key(tenantID)
 	data, ok := []byte(nil), false
@@ -165,20 +174,25 @@ func (s *Store) readChunk(ctx context.Context, tenantID string, ref index.ChunkR
 	var out []push.Entry
 	for it.Next() {
 		e := it.At()
-		out = append(out, e.Clone())
+		st.Entries++
 		st.DecompressedBytes += int64(len(e.Line))
+		if keep != nil && !keep(e.Line) {
+			st.Filtered++
+			st.FilteredBytes += int64(len(e.Line))
+			continue
+		}
+		out = append(out, e.Clone())
 	}
 	if err := it.Err(); err != nil {
 		return nil, st, fmt.Errorf("querier: chunk %s: %w", key, err)
 	}
-	st.Entries = len(out)
 	return out, st, nil
 }
 
 // Source adapts the store to logql's evaluator for one tenant.
 func (s *Store) Source(ctx context.Context, tenantID string) logql.Source {
 	return func(q *logql.LogQuery, from, through int64) ([]logql.StreamEntries, error) {
-		streams, _, err := s.Streams(ctx, tenantID, q.Matchers, from, through)
+		streams, _, err := s.Streams(ctx, tenantID, q.Matchers, from, through, q.RawLineFilter())
 		return streams, err
 	}
 }

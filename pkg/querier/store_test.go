@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"hash/crc32"
+	"strings"
 	"testing"
 	"time"
 
@@ -63,7 +64,7 @@ func TestStoreStreams(t *testing.T) {
 	s := NewStore(bkt, 4, nil)
 	ms := []*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, "app", "api")}
 	from, through := all[20].Timestamp, all[280].Timestamp
-	streams, st, err := s.Streams(context.Background(), "a", ms, from, through)
+	streams, st, err := s.Streams(context.Background(), "a", ms, from, through, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,6 +83,27 @@ func TestStoreStreams(t *testing.T) {
 	}
 	if st.Duplicates != 50 || st.Chunks != 3 {
 		t.Fatalf("stats %+v, want 3 chunks and 50 duplicates", st)
+	}
+
+	// A raw line filter drops lines before they are copied, and says so.
+	keep := func(l string) bool { return strings.HasSuffix(l, "status=201") }
+	streams, st, err = s.Streams(context.Background(), "a", ms, from, through, keep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range want {
+		if keep(e.Line) {
+			n++
+		}
+	}
+	if len(streams) != 1 || len(streams[0].Entries) != n || st.Filtered+len(streams[0].Entries)+st.Duplicates != st.Entries {
+		t.Fatalf("filtered read: %d entries (want %d), stats %+v", len(streams[0].Entries), n, st)
+	}
+	for _, e := range streams[0].Entries {
+		if !keep(e.Line) {
+			t.Fatalf("filtered read returned %q", e.Line)
+		}
 	}
 
 	// The evaluator over the store: a count per minute equals the entries.
@@ -119,7 +141,7 @@ func TestStoreDetectsCorruptChunks(t *testing.T) {
 	if err := bkt.Upload(context.Background(), key, bytes.NewReader([]byte("not the chunk"))); err != nil {
 		t.Fatal(err)
 	}
-	_, _, err = NewStore(bkt, 1, nil).Streams(context.Background(), "a", []*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, "app", "api")}, 0, 2e18)
+	_, _, err = NewStore(bkt, 1, nil).Streams(context.Background(), "a", []*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, "app", "api")}, 0, 2e18, nil)
 	if err == nil || !bytes.Contains([]byte(err.Error()), []byte("checksum")) {
 		t.Fatalf("corrupt chunk: %v", err)
 	}
