@@ -395,22 +395,10 @@ func startWritePath(t *testing.T, partitions int, distArgs ...string) (kafkaAddr
 // line is lost.
 func TestRingModeSurvivesKill9(t *testing.T) {
 	const partitions = 4
-	ringArgs := []string{"-ring.heartbeat-period", "200ms", "-ring.heartbeat-timeout", "2s", "-memberlist.gossip-interval", "50ms"}
-	distRing := "127.0.0.1:" + freePort(t)
-	host, port, _ := strings.Cut(distRing, ":")
-	kafkaAddr, distURL := startWritePath(t, partitions, append([]string{"-memberlist.bind-addr", host, "-memberlist.bind-port", port}, ringArgs...)...)
-	storeDir := filepath.Join(t.TempDir(), "store")
-	ingester := func(name string) (*proc, string) {
-		httpPort := freePort(t)
-		args := append([]string{"-kafka.address", kafkaAddr, "-server.http-listen-port", httpPort, "-log.level", "warn",
-			"-ingester.instance-id", name, "-storage.filesystem.dir", storeDir, "-ring.partitions", fmt.Sprint(partitions),
-			"-memberlist.bind-port", "0", "-memberlist.join", distRing,
-			"-ingester.flush-check-period", "150ms", "-ingester.chunks-idle-period", "100ms",
-			"-ingester.chunk-target-size", "8KB", "-ingester.chunks-block-size", "2KB"}, ringArgs...)
-		return start(t, name, bin.ingester, args...), "http://127.0.0.1:" + httpPort
-	}
-	a, aURL := ingester("ingester-a")
-	b, bURL := ingester("ingester-b")
+	c := startRingCluster(t, partitions)
+	a, aURL := c.ingester("ingester-a", "-ingester.flush-check-period", "150ms", "-ingester.chunks-idle-period", "100ms")
+	b, bURL := c.ingester("ingester-b", "-ingester.flush-check-period", "150ms", "-ingester.chunks-idle-period", "100ms")
+	kafkaAddr, distURL, storeDir := c.kafkaAddr, c.distURL, c.storeDir
 	waitOwned(t, partitions, aURL, bURL)
 	waitRingOwned(t, distURL, partitions, 2)
 
@@ -425,6 +413,38 @@ func TestRingModeSurvivesKill9(t *testing.T) {
 	load.finish()
 
 	checkStoreHoldsAcked(t, load, kafkaAddr, storeDir, map[string]*proc{aURL: a})
+}
+
+// ringCluster is the multi-process write path with ring ownership: a
+// broker process, a distributor process whose ring node is the seed
+// everyone joins, and ring-mode ingester processes started on demand, all
+// sharing one filesystem store. Ring timings are shrunk so a dead node is
+// noticed in 2s.
+type ringCluster struct {
+	t                                      *testing.T
+	partitions                             int
+	kafkaAddr, distURL, distRing, storeDir string
+}
+
+var testRingArgs = []string{"-ring.heartbeat-period", "200ms", "-ring.heartbeat-timeout", "2s", "-memberlist.gossip-interval", "50ms"}
+
+func startRingCluster(t *testing.T, partitions int) *ringCluster {
+	t.Helper()
+	c := &ringCluster{t: t, partitions: partitions, distRing: "127.0.0.1:" + freePort(t), storeDir: filepath.Join(t.TempDir(), "store")}
+	host, port, _ := strings.Cut(c.distRing, ":")
+	c.kafkaAddr, c.distURL = startWritePath(t, partitions, append([]string{"-memberlist.bind-addr", host, "-memberlist.bind-port", port}, testRingArgs...)...)
+	return c
+}
+
+// ingester starts a ring-mode ingester process cutting small chunks
+// (8KB) and returns it with its base URL.
+func (c *ringCluster) ingester(name string, extra ...string) (*proc, string) {
+	httpPort := freePort(c.t)
+	args := append([]string{"-kafka.address", c.kafkaAddr, "-server.http-listen-port", httpPort, "-log.level", "warn",
+		"-ingester.instance-id", name, "-storage.filesystem.dir", c.storeDir, "-ring.partitions", fmt.Sprint(c.partitions),
+		"-memberlist.bind-port", "0", "-memberlist.join", c.distRing,
+		"-ingester.chunk-target-size", "8KB", "-ingester.chunks-block-size", "2KB"}, testRingArgs...)
+	return start(c.t, name, bin.ingester, append(args, extra...)...), "http://127.0.0.1:" + httpPort
 }
 
 // checkStoreHoldsAcked waits until the ingesters at urls have consumed the

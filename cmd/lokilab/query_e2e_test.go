@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -96,27 +95,16 @@ func queryAll(t *testing.T, base, selector string) queried {
 // their last commit, every acknowledged line is answered again.
 func TestQueryThroughIngesterKill9(t *testing.T) {
 	const partitions = 4
-	ringArgs := []string{"-ring.heartbeat-period", "200ms", "-ring.heartbeat-timeout", "2s", "-memberlist.gossip-interval", "50ms"}
-	distRing := "127.0.0.1:" + freePort(t)
-	host, port, _ := strings.Cut(distRing, ":")
-	kafkaAddr, distURL := startWritePath(t, partitions, append([]string{"-memberlist.bind-addr", host, "-memberlist.bind-port", port}, ringArgs...)...)
-	storeDir := filepath.Join(t.TempDir(), "store")
-	ingester := func(name string) (*proc, string) {
-		httpPort := freePort(t)
-		args := append([]string{"-kafka.address", kafkaAddr, "-server.http-listen-port", httpPort, "-log.level", "warn",
-			"-ingester.instance-id", name, "-storage.filesystem.dir", storeDir, "-ring.partitions", fmt.Sprint(partitions),
-			"-memberlist.bind-port", "0", "-memberlist.join", distRing,
-			// Chunks cut and flushed often, so answers mix store and memory.
-			"-ingester.flush-check-period", "300ms", "-ingester.chunks-idle-period", "500ms",
-			"-ingester.chunk-target-size", "8KB", "-ingester.chunks-block-size", "2KB"}, ringArgs...)
-		return start(t, name, bin.ingester, args...), "http://127.0.0.1:" + httpPort
-	}
-	_, aURL := ingester("ingester-a")
-	b, bURL := ingester("ingester-b")
+	c := startRingCluster(t, partitions)
+	// Chunks cut and flushed often, so answers mix store and memory.
+	flushArgs := []string{"-ingester.flush-check-period", "300ms", "-ingester.chunks-idle-period", "500ms"}
+	_, aURL := c.ingester("ingester-a", flushArgs...)
+	b, bURL := c.ingester("ingester-b", flushArgs...)
+	kafkaAddr, distURL := c.kafkaAddr, c.distURL
 	qPort := freePort(t)
 	start(t, "querier", bin.querier, append([]string{"-server.http-listen-port", qPort, "-log.level", "warn",
-		"-storage.filesystem.dir", storeDir, "-ring.partitions", fmt.Sprint(partitions),
-		"-memberlist.bind-port", "0", "-memberlist.join", distRing}, ringArgs...)...)
+		"-storage.filesystem.dir", c.storeDir, "-ring.partitions", fmt.Sprint(partitions),
+		"-memberlist.bind-port", "0", "-memberlist.join", c.distRing}, testRingArgs...)...)
 	qURL := "http://127.0.0.1:" + qPort
 	waitOwned(t, partitions, aURL, bURL)
 	waitRingOwned(t, qURL, partitions, 2)

@@ -266,22 +266,14 @@ func (h *iterHeap) Pop() any {
 //	{"stream":"{app=\"api\"}","values":[["1700000000000000000","line"],...]}
 func (i *Ingester) QueryHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		q, err := parseRecentQuery(r, i.now())
-		if err == nil {
-			q.Tenant, err = tenant.FromRequest(r, i.authEnabled)
-			if errors.Is(err, tenant.ErrNoOrgID) {
-				http.Error(w, err.Error(), http.StatusUnauthorized)
-				return
-			}
-		}
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
+		q, ok := i.recentQuery(w, r)
+		if !ok {
 			return
 		}
 		w.Header().Set("Content-Type", "application/x-ndjson")
 		flusher, _ := w.(http.Flusher)
 		enc := json.NewEncoder(w)
-		err = i.QueryRecent(r.Context(), q, func(stream string, entries []push.Entry) error {
+		err := i.QueryRecent(r.Context(), q, func(stream string, entries []push.Entry) error {
 			values := make([][2]string, len(entries))
 			for j, e := range entries {
 				values[j] = [2]string{strconv.FormatInt(e.Timestamp, 10), e.Line}
@@ -308,20 +300,13 @@ func (i *Ingester) QueryHandler() http.Handler {
 }
 
 // SeriesHandler serves GET /ingester/series: the tenant's in-memory
-// streams matching the selector in match (all of them without one), with chunks overlapping start
-// and end (ns; default the last hour), as a JSON array of StreamStats.
+// streams matching the selector in match (all of them without one), with
+// chunks overlapping start and end (ns; default the last hour), as a JSON
+// array of StreamStats.
 func (i *Ingester) SeriesHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		q, err := parseRecentQuery(r, i.now())
-		if err == nil {
-			q.Tenant, err = tenant.FromRequest(r, i.authEnabled)
-			if errors.Is(err, tenant.ErrNoOrgID) {
-				http.Error(w, err.Error(), http.StatusUnauthorized)
-				return
-			}
-		}
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
+		q, ok := i.recentQuery(w, r)
+		if !ok {
 			return
 		}
 		out := i.Series(q.Tenant, q.Matchers, q.From, q.Through)
@@ -331,6 +316,22 @@ func (i *Ingester) SeriesHandler() http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(out)
 	})
+}
+
+// recentQuery reads a recent-data request and its tenant, answering 400
+// or 401 itself when it cannot.
+func (i *Ingester) recentQuery(w http.ResponseWriter, r *http.Request) (RecentQuery, bool) {
+	q, err := parseRecentQuery(r, i.now())
+	if err == nil {
+		q.Tenant, err = tenant.FromRequest(r, i.authEnabled)
+	}
+	switch {
+	case errors.Is(err, tenant.ErrNoOrgID):
+		http.Error(w, err.Error(), http.StatusUnauthorized)
+	case err != nil:
+		http.Error(w, err.Error(), http.StatusBadRequest)
+	}
+	return q, err == nil
 }
 
 func parseRecentQuery(r *http.Request, now time.Time) (RecentQuery, error) {

@@ -72,13 +72,8 @@ type request struct {
 func (q *Querier) handler(serve func(ctx context.Context, r *request) (any, error)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, hr *http.Request) {
 		start := time.Now()
-		tenants, err := q.tenants(hr)
-		if err != nil {
-			code := http.StatusBadRequest
-			if errors.Is(err, tenant.ErrNoOrgID) {
-				code = http.StatusUnauthorized
-			}
-			http.Error(w, err.Error(), code)
+		tenants, ok := q.requestTenants(w, hr)
+		if !ok {
 			return
 		}
 		if err := hr.ParseForm(); err != nil {
@@ -126,6 +121,19 @@ func (q *Querier) handler(serve func(ctx context.Context, r *request) (any, erro
 			q.logger.Debug("writing query response", "err", err)
 		}
 	})
+}
+
+// requestTenants reads the request's tenants, answering 401 (no org id)
+// or 400 itself when it cannot.
+func (q *Querier) requestTenants(w http.ResponseWriter, r *http.Request) ([]string, bool) {
+	tenants, err := q.tenants(r)
+	switch {
+	case errors.Is(err, tenant.ErrNoOrgID):
+		http.Error(w, err.Error(), http.StatusUnauthorized)
+	case err != nil:
+		http.Error(w, err.Error(), http.StatusBadRequest)
+	}
+	return tenants, err == nil
 }
 
 // tenants reads X-Scope-OrgID: one tenant, or several separated by '|'

@@ -2,7 +2,6 @@ package querier
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"strconv"
 	"time"
@@ -34,13 +33,8 @@ type tailMessage struct {
 // 5s) holds lines back that long so that slightly late lines are not
 // missed.
 func (q *Querier) serveTail(w http.ResponseWriter, hr *http.Request) {
-	tenants, err := q.tenants(hr)
-	if err != nil {
-		code := http.StatusBadRequest
-		if errors.Is(err, tenant.ErrNoOrgID) {
-			code = http.StatusUnauthorized
-		}
-		http.Error(w, err.Error(), code)
+	tenants, ok := q.requestTenants(w, hr)
+	if !ok {
 		return
 	}
 	r := &request{Request: hr, tenants: tenants, limits: q.limits.For(tenants[0])}
@@ -50,8 +44,8 @@ func (q *Querier) serveTail(w http.ResponseWriter, hr *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	lq, ok := expr.(*logql.LogQuery)
-	if !ok {
+	lq, isLog := expr.(*logql.LogQuery)
+	if !isLog {
 		http.Error(w, "tail needs a log query, not a metric query", http.StatusBadRequest)
 		return
 	}
