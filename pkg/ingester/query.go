@@ -13,6 +13,7 @@ import (
 
 	"github.com/lokilab/lokilab/pkg/chunk"
 	"github.com/lokilab/lokilab/pkg/labels"
+	"github.com/lokilab/lokilab/pkg/logql"
 	"github.com/lokilab/lokilab/pkg/push"
 	"github.com/lokilab/lokilab/pkg/tenant"
 )
@@ -27,9 +28,14 @@ type RecentQuery struct {
 	From, Through int64
 	Direction     chunk.Direction
 	// Limit is the most entries returned per stream, in direction order
-	// (a query's overall limit needs no more from any one stream). It
-	// must be positive: it is what bounds this API's memory.
+	// (a query's overall limit needs no more from any one stream); 0
+	// returns them all.
 	Limit int
+	// Filter, if not nil, drops the lines it rejects before they are
+	// copied or counted against Limit: a log query's raw line filters
+	// (logql.LogQuery.RawLineFilter), so that `{app="api"} |= "error"`
+	// sends the querier only lines with "error" in them.
+	Filter func(line string) bool
 }
 
 // MaxRecentLimit caps RecentQuery.Limit: Loki's max_entries_limit_per_query.
@@ -69,7 +75,7 @@ func (i *Ingester) QueryRecent(ctx context.Context, q RecentQuery, fn func(strea
 			if len(its) == 0 {
 				continue // flushed and dropped since it was listed
 			}
-			err := mergeStream(its, q.Direction, q.Limit, recentBatch, func(entries []push.Entry) error { return fn(s.lstr, entries) })
+			err := mergeStream(its, q.Direction, q.Limit, recentBatch, q.Filter, func(entries []push.Entry) error { return fn(s.lstr, entries) })
 			if err != nil {
 				return fmt.Errorf("ingester: reading stream %s: %w", s.lstr, err)
 			}
@@ -168,9 +174,10 @@ func (p *partition) iterators(s *stream, q RecentQuery) []chunk.Iterator {
 }
 
 // mergeStream merges one stream's chunk iterators by timestamp, dropping
-// identical entries, and emits them in batches of up to batchSize: up to
-// limit entries, all of them if limit is 0.
-func mergeStream(its []chunk.Iterator, dir chunk.Direction, limit, batchSize int, emit func([]push.Entry) error) error {
+// identical entries and those filter (if not nil) rejects, and emits them
+// in batches of up to batchSize: up to limit entries, all of them if limit
+// is 0.
+func mergeStream(its []chunk.Iterator, dir chunk.Direction, limit, batchSize int, filter func(string) bool, emit func([]push.Entry) error) error {
 	defer closeAll(its)
 	h := &iterHeap{dir: dir}
 	for _, it := range its {
@@ -195,7 +202,7 @@ func mergeStream(its []chunk.Iterator, dir chunk.Direction, limit, batchSize int
 		if len(atCurT) == 0 || e.Timestamp != curTs {
 			curTs, atCurT = e.Timestamp, atCurT[:0]
 		}
-		if !slices.Contains(atCurT, e.Line) {
+		if (filter == nil || filter(e.Line)) && !slices.Contains(atCurT, e.Line) {
 			c := e.Clone()
 			atCurT = append(atCurT, c.Line)
 			batch = append(batch, c)
@@ -255,7 +262,9 @@ func (h *iterHeap) Pop() any {
 }
 
 // QueryHandler serves GET /ingester/query_recent: the recent-data API the
-// querier calls. Parameters: query (a stream selector), start and end
+// querier calls. Parameters: query (a LogQL log query: its selector picks
+// the streams, its line filters before any line_format drop lines here;
+// the rest of the pipeline is left to the querier), start and end
 // (ns; default the last hour), direction (forward|backward, default
 // backward), limit (per stream, default 100, at most 5000; 0 for all, as
 // metric queries need). The tenant is X-Scope-OrgID when auth is enabled
@@ -344,7 +353,16 @@ func parseRecentQuery(r *http.Request, now time.Time) (RecentQuery, error) {
 	}
 	// The series API with no match lists every stream (the label APIs
 	// ask that way); a query always needs a selector.
-	if sel != "" || param == "query" {
+	switch {
+	case param == "query":
+		// A log query: its selector picks the streams, its raw line
+		// filters the lines; the rest of its pipeline is the querier's.
+		lq, err := logql.ParseLogQuery(sel)
+		if err != nil {
+			return q, fmt.Errorf("query: %w", err)
+		}
+		q.Matchers, q.Filter = lq.Matchers, lq.RawLineFilter()
+	case sel != "":
 		if q.Matchers, err = labels.ParseMatchers(sel); err != nil {
 			return q, fmt.Errorf("%s: %w", param, err)
 		}

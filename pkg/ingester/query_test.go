@@ -2,6 +2,7 @@ package ingester
 
 import (
 	"bufio"
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -119,6 +120,29 @@ func TestQueryRecent(t *testing.T) {
 		}
 	}
 
+	// A log query's line filters drop lines on the ingester, before the
+	// per-stream limit.
+	u = "/ingester/query_recent?" + url.Values{"query": {`{env="prod"} |= "qb-0-19"`}, "start": {"0"}, "end": {"9223372036854775807"}, "limit": {"5"}}.Encode()
+	req = httptest.NewRequest(http.MethodGet, u, nil)
+	req.Header.Set("X-Scope-OrgID", "b")
+	rec = httptest.NewRecorder()
+	r.ing.QueryHandler().ServeHTTP(rec, req)
+	var filtered struct {
+		Stream string      `json:"stream"`
+		Values [][2]string `json:"values"`
+	}
+	if err := json.Unmarshal(bytes.TrimSpace(rec.Body.Bytes()), &filtered); err != nil || rec.Code != http.StatusOK {
+		t.Fatalf("filtered query answered %d %s: %v", rec.Code, rec.Body, err)
+	}
+	for _, v := range filtered.Values {
+		if !strings.HasPrefix(pushtest.LineID(v[1]), "qb-0-19") {
+			t.Fatalf("line filter |= \"qb-0-19\" let through %q", v[1])
+		}
+	}
+	if len(filtered.Values) != 5 {
+		t.Fatalf("filtered query: %d values, want the limit, 5", len(filtered.Values))
+	}
+
 	// The series API lists the same streams with their chunk counts.
 	req = httptest.NewRequest(http.MethodGet, "/ingester/series?"+url.Values{"match": {`{env="prod"}`}, "start": {"0"}, "end": {"9223372036854775807"}}.Encode(), nil)
 	req.Header.Set("X-Scope-OrgID", "b")
@@ -165,7 +189,7 @@ func TestMergeStreamBatches(t *testing.T) {
 		var got []string
 		var sizes []int
 		its := []chunk.Iterator{a.Iterator(0, 100, chunk.Forward), b.Iterator(0, 100, chunk.Forward)}
-		if err := mergeStream(its, chunk.Forward, tc.limit, 3, func(es []push.Entry) error {
+		if err := mergeStream(its, chunk.Forward, tc.limit, 3, nil, func(es []push.Entry) error {
 			sizes = append(sizes, len(es))
 			for _, e := range es {
 				got = append(got, fmt.Sprintf("%d:%s", e.Timestamp, e.Line))

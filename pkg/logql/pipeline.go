@@ -412,3 +412,24 @@ func (q *LogQuery) RawLineFilter() func(line string) bool {
 		return true
 	}
 }
+
+// KeepsAllAfterRawFilter reports whether an entry that passes
+// RawLineFilter always passes the whole pipeline: no label filter, and no
+// line filter after a line_format. Then a source may stop at the first n
+// lines the raw filter keeps, for a query that returns n.
+func (q *LogQuery) KeepsAllAfterRawFilter() bool {
+	formatted := false
+	for _, s := range q.Pipeline {
+		switch s.(type) {
+		case *LabelFilter:
+			return false
+		case *LineFormat:
+			formatted = true
+		case *LineFilter:
+			if formatted {
+				return false
+			}
+		}
+	}
+	return true
+}

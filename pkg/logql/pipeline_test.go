@@ -144,3 +144,45 @@ func FuzzParsers(f *testing.F) {
 		}
 	})
 }
+
+// TestRawLineFilter: the filters a store may run on stored lines are the
+// line filters before the first line_format, and a source may stop early
+// only when nothing after them can drop an entry.
+func TestRawLineFilter(t *testing.T) {
+	for _, tc := range []struct {
+		query      string
+		keep, drop []string // lines the raw filter keeps and drops
+		keepsAll   bool
+	}{
+		{`{a="b"}`, nil, nil, true},
+		{`{a="b"} |= "err" != "debug"`, []string{"err x"}, []string{"ok", "err debug"}, true},
+		{`{a="b"} | json |~ "5[0-9]{2}"`, []string{"503"}, []string{"200"}, true},
+		{`{a="b"} |= "x" | logfmt | status >= 500`, []string{"x"}, []string{"y"}, false},
+		{`{a="b"} |= "x" | line_format "{{.a}}" |= "y"`, []string{"x"}, []string{"y"}, false},
+		{`{a="b"} | line_format "{{.a}}" |= "y"`, nil, nil, false},
+		{`{a="b"} |= "x" | line_format "{{.a}}" | drop a`, []string{"x"}, []string{"z"}, true},
+	} {
+		lq, err := ParseLogQuery(tc.query)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := lq.RawLineFilter()
+		if (f == nil) != (tc.keep == nil && tc.drop == nil) {
+			t.Errorf("%s: raw filter present = %v", tc.query, f != nil)
+			continue
+		}
+		for _, l := range tc.keep {
+			if !f(l) {
+				t.Errorf("%s: raw filter drops %q", tc.query, l)
+			}
+		}
+		for _, l := range tc.drop {
+			if f(l) {
+				t.Errorf("%s: raw filter keeps %q", tc.query, l)
+			}
+		}
+		if got := lq.KeepsAllAfterRawFilter(); got != tc.keepsAll {
+			t.Errorf("%s: KeepsAllAfterRawFilter = %v, want %v", tc.query, got, tc.keepsAll)
+		}
+	}
+}

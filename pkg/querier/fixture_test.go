@@ -17,6 +17,7 @@ import (
 	"github.com/thanos-io/objstore"
 
 	"github.com/lokilab/lokilab/pkg/labels"
+	"github.com/lokilab/lokilab/pkg/logql"
 	"github.com/lokilab/lokilab/pkg/push"
 	"github.com/lokilab/lokilab/pkg/tenant"
 )
@@ -25,8 +26,9 @@ import (
 // and /ingester/series, the contract pkg/ingester implements and tests)
 // from streams held in a map, so querier tests control exactly what is "in
 // memory". It answers with the same semantics: the tenant from
-// X-Scope-OrgID, matchers, [start, end), direction, a per-stream limit (0:
-// all) and batches of at most 1000 entries per line.
+// X-Scope-OrgID, the log query's selector and raw line filters, [start,
+// end), direction, a per-stream limit (0: all) and batches of at most 1000
+// entries per line.
 type fakeIngester struct {
 	mu      sync.Mutex
 	streams map[string]map[string][]push.Entry // tenant → labels → entries, sorted
@@ -58,12 +60,22 @@ func (f *fakeIngester) add(tenantID string, ls labels.Labels, es ...push.Entry) 
 
 func (f *fakeIngester) addr() string { u, _ := url.Parse(f.srv.URL); return u.Host }
 
-// matching returns the tenant's streams matching sel with their entries in
-// [start, end).
+// matching returns the tenant's streams matching the selector in param
+// with their entries in [start, end): for "query" (a log query), only the
+// entries its raw line filters keep.
 func (f *fakeIngester) matching(r *http.Request, param string) (map[string][]push.Entry, error) {
 	v := r.URL.Query()
-	var ms []*labels.Matcher
-	if s := v.Get(param); s != "" {
+	var (
+		ms     []*labels.Matcher
+		filter func(string) bool
+	)
+	if s := v.Get(param); s != "" && param == "query" {
+		lq, err := logql.ParseLogQuery(s)
+		if err != nil {
+			return nil, err
+		}
+		ms, filter = lq.Matchers, lq.RawLineFilter()
+	} else if s != "" {
 		var err error
 		if ms, err = labels.ParseMatchers(s); err != nil {
 			return nil, err
@@ -81,7 +93,7 @@ func (f *fakeIngester) matching(r *http.Request, param string) (map[string][]pus
 		}
 		var in []push.Entry
 		for _, e := range es {
-			if e.Timestamp >= from && e.Timestamp < through {
+			if e.Timestamp >= from && e.Timestamp < through && (filter == nil || filter(e.Line)) {
 				in = append(in, e)
 			}
 		}

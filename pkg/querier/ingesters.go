@@ -121,11 +121,12 @@ type IngesterStats struct {
 	Duplicates int // identical entries removed while merging
 }
 
-// recent asks every ingester in set for tenant's streams matching ms in
-// [from, through), limit entries per stream in dir (0: all), and merges
-// what they send per stream. An ingester that fails or does not answer in
-// time is a warning, not an error: the answer says it is partial.
-func (c *ingesterClient) recent(ctx context.Context, set IngesterSet, tenantID string, ms []*labels.Matcher, from, through int64, backward bool, limit int) ([]logql.StreamEntries, IngesterStats, []string) {
+// recent asks every ingester in set for tenant's streams matching lq's
+// selector in [from, through), limit entries per stream in dir (0: all)
+// among those lq's raw line filters keep, and merges what they send per
+// stream. An ingester that fails or does not answer in time is a warning,
+// not an error: the answer says it is partial.
+func (c *ingesterClient) recent(ctx context.Context, set IngesterSet, tenantID string, lq *logql.LogQuery, from, through int64, backward bool, limit int) ([]logql.StreamEntries, IngesterStats, []string) {
 	ings, warnings := set.Ingesters()
 	var (
 		mu      sync.Mutex
@@ -134,7 +135,7 @@ func (c *ingesterClient) recent(ctx context.Context, set IngesterSet, tenantID s
 		wg      sync.WaitGroup
 	)
 	v := url.Values{
-		"query": {matchersString(ms)},
+		"query": {lq.String()},
 		"start": {strconv.FormatInt(from, 10)},
 		"end":   {strconv.FormatInt(through, 10)},
 		"limit": {strconv.Itoa(limit)},

@@ -204,15 +204,15 @@ func floorDiv(a, b int64) int64 {
 
 // fetch returns tenant's streams matching ms with their entries in
 // [from, through), from the ingesters (if the range is recent enough) and
-// the store, merged and deduplicated. The store drops the lines lq's raw
-// line filters reject before copying them; the ingesters send everything. ingesterLimit caps what each
+// the store, merged and deduplicated. Both drop the lines lq's raw line
+// filters reject before copying them. ingesterLimit caps what each
 // ingester sends per stream (0: everything).
 func (q *Querier) fetch(ctx context.Context, tenantID string, lq *logql.LogQuery, from, through int64, backward bool, ingesterLimit int, st *Stats, w *warnings) ([]logql.StreamEntries, error) {
 	ms := lq.Matchers
 	var all []logql.StreamEntries
 	// Ingesters first; see the package doc for why the order matters.
 	if q.ingesters != nil && through > q.now().Add(-q.cfg.QueryIngestersWithin).UnixNano() {
-		streams, ist, ws := q.client.recent(ctx, q.ingesters, tenantID, ms, from, through, backward, ingesterLimit)
+		streams, ist, ws := q.client.recent(ctx, q.ingesters, tenantID, lq, from, through, backward, ingesterLimit)
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
@@ -296,12 +296,13 @@ func (q *Querier) SelectLogs(ctx context.Context, tenants []string, lq LogQuery,
 	if lq.Backward {
 		slices.Reverse(ivs)
 	}
-	// A pipeline can drop lines, so an ingester's first Limit lines of a
-	// stream might all be dropped here: only a bare selector can ask the
-	// ingesters for no more than Limit per stream. (Loki evaluates the
-	// pipeline on the ingesters instead; lokilab keeps them simple.)
+	// The ingesters apply the query's raw line filters; when nothing else
+	// in the pipeline can drop a line, Limit lines per stream is all they
+	// need to send. Otherwise (a label filter, say) their first Limit
+	// lines might all be dropped here, so they send every line. (Loki's
+	// ingesters run the whole pipeline; lokilab's stay simple.)
 	ingesterLimit := 0
-	if len(lq.Query.Pipeline) == 0 {
+	if lq.Query.KeepsAllAfterRawFilter() {
 		ingesterLimit = lq.Limit
 	}
 	type out struct {
