@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lokilab/lokilab/pkg/labels"
@@ -125,14 +126,18 @@ type IngesterStats struct {
 // selector in [from, through), limit entries per stream in dir (0: all)
 // among those lq's raw line filters keep, and merges what they send per
 // stream. An ingester that fails or does not answer in time is a warning,
-// not an error: the answer says it is partial.
-func (c *ingesterClient) recent(ctx context.Context, set IngesterSet, tenantID string, lq *logql.LogQuery, from, through int64, backward bool, limit int) ([]logql.StreamEntries, IngesterStats, []string) {
+// not an error: the answer says it is partial. Together they may send at
+// most maxBytes of lines (0: no limit); past that the read is refused,
+// an error.
+func (c *ingesterClient) recent(ctx context.Context, set IngesterSet, tenantID string, lq *logql.LogQuery, from, through int64, backward bool, limit int, maxBytes int64) ([]logql.StreamEntries, IngesterStats, []string, error) {
 	ings, warnings := set.Ingesters()
 	var (
-		mu      sync.Mutex
-		st      IngesterStats
-		streams = map[string]*logql.StreamEntries{}
-		wg      sync.WaitGroup
+		mu       sync.Mutex
+		st       IngesterStats
+		streams  = map[string]*logql.StreamEntries{}
+		wg       sync.WaitGroup
+		received atomic.Int64
+		tooMany  atomic.Bool
 	)
 	v := url.Values{
 		"query": {lq.String()},
@@ -163,6 +168,10 @@ func (c *ingesterClient) recent(ctx context.Context, set IngesterSet, tenantID s
 						return errors.New(line.Error)
 					}
 					for _, kv := range line.Values {
+						if n := received.Add(int64(len(kv[1]))); maxBytes > 0 && n > maxBytes {
+							tooMany.Store(true)
+							return errTooManyBytes(n, maxBytes)
+						}
 						ts, err := strconv.ParseInt(kv[0], 10, 64)
 						if err != nil {
 							return fmt.Errorf("bad timestamp %q: %w", kv[0], err)
@@ -197,12 +206,15 @@ func (c *ingesterClient) recent(ctx context.Context, set IngesterSet, tenantID s
 		})
 	}
 	wg.Wait()
+	if tooMany.Load() {
+		return nil, st, warnings, errTooManyBytes(received.Load(), maxBytes)
+	}
 	out := make([]logql.StreamEntries, 0, len(streams))
 	for _, se := range streams {
 		out = append(out, *se)
 	}
 	out, st.Duplicates = mergeStreams(out)
-	return out, st, warnings
+	return out, st, warnings, nil
 }
 
 // series asks every ingester for tenant's in-memory streams matching ms.

@@ -211,9 +211,13 @@ func (q *Querier) fetch(ctx context.Context, tenantID string, lq *logql.LogQuery
 	ms := lq.Matchers
 	var all []logql.StreamEntries
 	// Ingesters first; see the package doc for why the order matters.
+	maxBytes := int64(q.limits.For(tenantID).MaxQuerierBytesRead)
 	if q.ingesters != nil && through > q.now().Add(-q.cfg.QueryIngestersWithin).UnixNano() {
-		streams, ist, ws := q.client.recent(ctx, q.ingesters, tenantID, lq, from, through, backward, ingesterLimit)
-		if err := ctx.Err(); err != nil {
+		streams, ist, ws, err := q.client.recent(ctx, q.ingesters, tenantID, lq, from, through, backward, ingesterLimit, maxBytes)
+		if err == nil {
+			err = ctx.Err()
+		}
+		if err != nil {
 			return nil, err
 		}
 		if len(ws) > 0 {
@@ -225,7 +229,7 @@ func (q *Querier) fetch(ctx context.Context, tenantID string, lq *logql.LogQuery
 		st.Ingester.Duplicates += ist.Duplicates
 		all = append(all, streams...)
 	}
-	stored, sst, err := q.store.Streams(ctx, tenantID, ms, from, through, lq.RawLineFilter())
+	stored, sst, err := q.store.Streams(ctx, tenantID, Read{Matchers: ms, From: from, Through: through, Keep: lq.RawLineFilter(), MaxBytes: maxBytes})
 	st.Store.add(sst)
 	// Lines dropped in the store went through (the first part of) the
 	// pipeline there.

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/lokilab/lokilab/pkg/chunk"
+	"github.com/lokilab/lokilab/pkg/config"
 	"github.com/lokilab/lokilab/pkg/index"
 	"github.com/lokilab/lokilab/pkg/labels"
 	"github.com/lokilab/lokilab/pkg/logql"
@@ -65,15 +66,29 @@ func NewStore(bkt objstore.Bucket, concurrency int, cache *ChunkCache) *Store {
 // Index is the store's index client, for the label and series APIs.
 func (s *Store) Index() *index.Client { return s.index }
 
-// Streams returns tenant's streams matching ms with their entries in
-// [from, through) (ns) for which keep (if not nil) is true, each stream's
-// entries in time order (equal timestamps by line), identical entries
-// once. keep sees each decoded line before it is copied: a query's line
-// filters run there, so the lines they drop are never allocated.
+// Read is what Streams reads.
+type Read struct {
+	Matchers []*labels.Matcher
+	// From and Through bound entry timestamps in ns: From <= ts < Through.
+	From, Through int64
+	// Keep, if not nil, sees each decoded line before it is copied: a
+	// query's line filters run there, so the lines they drop are never
+	// allocated.
+	Keep func(line string) bool
+	// MaxBytes refuses, before any chunk is fetched, a read whose chunks
+	// hold more line bytes than this (the index knows each chunk's size);
+	// 0 is no limit.
+	MaxBytes int64
+}
+
+// Streams returns tenant's streams matching r.Matchers with their entries
+// in the range that r.Keep accepts, each stream's entries in time order
+// (equal timestamps by line), identical entries once.
 //
 // Memory is the kept entries in the range: the querier splits a query into
-// intervals to bound it.
-func (s *Store) Streams(ctx context.Context, tenantID string, ms []*labels.Matcher, from, through int64, keep func(line string) bool) ([]logql.StreamEntries, StoreStats, error) {
+// intervals to bound it, and r.MaxBytes refuses an interval too big.
+func (s *Store) Streams(ctx context.Context, tenantID string, r Read) ([]logql.StreamEntries, StoreStats, error) {
+	ms, from, through, keep := r.Matchers, r.From, r.Through, r.Keep
 	var st StoreStats
 	if through <= from {
 		return nil, st, nil
@@ -86,11 +101,18 @@ func (s *Store) Streams(ctx context.Context, tenantID string, ms []*labels.Match
 		stream int
 		ref    index.ChunkRef
 	}
-	var jobs []job
+	var (
+		jobs  []job
+		bytes int64
+	)
 	for i, se := range series {
-		for _, r := range se.Chunks {
-			jobs = append(jobs, job{i, r})
+		for _, ref := range se.Chunks {
+			jobs = append(jobs, job{i, ref})
+			bytes += int64(ref.UncompressedBytes)
 		}
+	}
+	if r.MaxBytes > 0 && bytes > r.MaxBytes {
+		return nil, st, errTooManyBytes(bytes, r.MaxBytes)
 	}
 	perStream := make([][]push.Entry, len(series))
 	var mu sync.Mutex
@@ -189,10 +211,17 @@ func (s *Store) readChunk(ctx context.Context, tenantID string, ref index.ChunkR
 	return out, st, nil
 }
 
+// errTooManyBytes is Loki's refusal of a query split too big for one
+// querier.
+func errTooManyBytes(bytes, limit int64) error {
+	return badRequest("query too large to execute on a single querier: (query: %s, limit: %s); consider adding more specific stream selectors, reduce the time range of the query, or adjust parallelization settings",
+		config.ByteSize(bytes), config.ByteSize(limit))
+}
+
 // Source adapts the store to logql's evaluator for one tenant.
 func (s *Store) Source(ctx context.Context, tenantID string) logql.Source {
 	return func(q *logql.LogQuery, from, through int64) ([]logql.StreamEntries, error) {
-		streams, _, err := s.Streams(ctx, tenantID, q.Matchers, from, through, q.RawLineFilter())
+		streams, _, err := s.Streams(ctx, tenantID, Read{Matchers: q.Matchers, From: from, Through: through, Keep: q.RawLineFilter()})
 		return streams, err
 	}
 }

@@ -64,7 +64,7 @@ func TestStoreStreams(t *testing.T) {
 	s := NewStore(bkt, 4, nil)
 	ms := []*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, "app", "api")}
 	from, through := all[20].Timestamp, all[280].Timestamp
-	streams, st, err := s.Streams(context.Background(), "a", ms, from, through, nil)
+	streams, st, err := s.Streams(context.Background(), "a", Read{Matchers: ms, From: from, Through: through})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,9 +85,15 @@ func TestStoreStreams(t *testing.T) {
 		t.Fatalf("stats %+v, want 3 chunks and 50 duplicates", st)
 	}
 
+	// A read bigger than MaxBytes is refused before any chunk is fetched.
+	_, st, err = s.Streams(context.Background(), "a", Read{Matchers: ms, From: from, Through: through, MaxBytes: 1000})
+	if err == nil || !strings.Contains(err.Error(), "query too large to execute on a single querier") || st.Chunks != 0 {
+		t.Fatalf("read over MaxBytes: %v, %d chunks read", err, st.Chunks)
+	}
+
 	// A raw line filter drops lines before they are copied, and says so.
 	keep := func(l string) bool { return strings.HasSuffix(l, "status=201") }
-	streams, st, err = s.Streams(context.Background(), "a", ms, from, through, keep)
+	streams, st, err = s.Streams(context.Background(), "a", Read{Matchers: ms, From: from, Through: through, Keep: keep})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +147,7 @@ func TestStoreDetectsCorruptChunks(t *testing.T) {
 	if err := bkt.Upload(context.Background(), key, bytes.NewReader([]byte("not the chunk"))); err != nil {
 		t.Fatal(err)
 	}
-	_, _, err = NewStore(bkt, 1, nil).Streams(context.Background(), "a", []*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, "app", "api")}, 0, 2e18, nil)
+	_, _, err = NewStore(bkt, 1, nil).Streams(context.Background(), "a", Read{Matchers: []*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, "app", "api")}, From: 0, Through: 2e18})
 	if err == nil || !bytes.Contains([]byte(err.Error()), []byte("checksum")) {
 		t.Fatalf("corrupt chunk: %v", err)
 	}

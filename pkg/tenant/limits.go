@@ -110,6 +110,13 @@ type Limits struct {
 	// interval, and intervals run in parallel. Default 1h, Loki's; 0 does
 	// not split.
 	SplitQueriesByInterval model.Duration `yaml:"split_queries_by_interval"`
+	// MaxQuerierBytesRead bounds the line bytes one split interval of a
+	// query may read (the store's index says before a chunk is fetched;
+	// ingesters' answers are counted as they arrive). Default 150GB,
+	// Loki's; 0 disables. It is what keeps `{app=~".+"}` over a busy hour
+	// from holding the hour in the querier's memory: lower it to fit the
+	// machine.
+	MaxQuerierBytesRead config.ByteSize `yaml:"max_querier_bytes_read"`
 }
 
 // StreamRetention is one retention_stream rule.
@@ -152,6 +159,8 @@ func (l *Limits) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&l.MaxQueryParallelism, "querier.max-query-parallelism", 32, "Split intervals of one query evaluated at once; 0 disables querying.")
 	l.SplitQueriesByInterval = model.Duration(time.Hour)
 	fs.Var(&l.SplitQueriesByInterval, "querier.split-queries-by-interval", "Split queries into intervals of this length; 0 does not split.")
+	l.MaxQuerierBytesRead = 150 << 30
+	fs.Var(&l.MaxQuerierBytesRead, "frontend.max-querier-bytes-read", "Most line bytes one split interval of a query may read, e.g. 1GB; 0 disables.")
 }
 
 // DefaultLimits returns Loki's default limits, as RegisterFlags sets them.
@@ -174,7 +183,7 @@ func (l *Limits) Validate() error {
 	if l.MaxLabelNamesPerSeries < 0 || l.MaxLabelNameLength < 0 || l.MaxLabelValueLength < 0 || l.MaxStructuredMetadataEntriesCount < 0 || l.MaxGlobalStreamsPerUser < 0 {
 		return fmt.Errorf("label and structured metadata limits must not be negative")
 	}
-	if l.MaxQueryLength < 0 || l.MaxEntriesLimitPerQuery < 0 || l.MaxQuerySeries < 0 || l.QueryTimeout < 0 || l.MaxQueryParallelism < 0 || l.SplitQueriesByInterval < 0 {
+	if l.MaxQueryLength < 0 || l.MaxEntriesLimitPerQuery < 0 || l.MaxQuerySeries < 0 || l.QueryTimeout < 0 || l.MaxQueryParallelism < 0 || l.SplitQueriesByInterval < 0 || l.MaxQuerierBytesRead < 0 {
 		return fmt.Errorf("query limits must not be negative")
 	}
 	if l.RetentionPeriod < 0 {
