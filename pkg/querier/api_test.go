@@ -1178,13 +1178,3 @@ func TestAPIIndexStatsAndSeries(t *testing.T) {
 
 // The tests below expose what looks like bugs in the querier (they fail
 // until it is fixed); their names stay out of the usual -run patterns.
-
-type apiPerTenantLimits map[string]*tenant.Limits
-
-func (l apiPerTenantLimits) For(id string) *tenant.Limits {
-	if x, ok := l[id]; ok {
-		return x
-	}
-	d := tenant.DefaultLimits()
-	return &d
-}

@@ -62,8 +62,6 @@ func (c *Config) Validate() error {
 		return errors.New("max_concurrent must be at least 1")
 	case c.IngesterQueryTimeout <= 0:
 		return errors.New("ingester_query_timeout must be positive")
-	case c.ChunkCacheSize < 0:
-		return errors.New("chunk_cache_size must not be negative")
 	case c.TailMaxDuration <= 0 || c.TailPollInterval <= 0:
 		return errors.New("tail_max_duration and tail_poll_interval must be positive")
 	}

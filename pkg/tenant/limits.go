@@ -183,7 +183,7 @@ func (l *Limits) Validate() error {
 	if l.MaxLabelNamesPerSeries < 0 || l.MaxLabelNameLength < 0 || l.MaxLabelValueLength < 0 || l.MaxStructuredMetadataEntriesCount < 0 || l.MaxGlobalStreamsPerUser < 0 {
 		return fmt.Errorf("label and structured metadata limits must not be negative")
 	}
-	if l.MaxQueryLength < 0 || l.MaxEntriesLimitPerQuery < 0 || l.MaxQuerySeries < 0 || l.QueryTimeout < 0 || l.MaxQueryParallelism < 0 || l.SplitQueriesByInterval < 0 || l.MaxQuerierBytesRead < 0 {
+	if l.MaxQueryLength < 0 || l.MaxEntriesLimitPerQuery < 0 || l.MaxQuerySeries < 0 || l.QueryTimeout < 0 || l.MaxQueryParallelism < 0 || l.SplitQueriesByInterval < 0 {
 		return fmt.Errorf("query limits must not be negative")
 	}
 	if l.RetentionPeriod < 0 {
