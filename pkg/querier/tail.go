@@ -37,7 +37,11 @@ func (q *Querier) serveTail(w http.ResponseWriter, hr *http.Request) {
 	if !ok {
 		return
 	}
-	r := &request{Request: hr, tenants: tenants, limits: q.limits.For(tenants[0])}
+	r := &request{Request: hr, tenants: tenants, limits: q.queryLimits(tenants)}
+	if r.limits.MaxQueryParallelism == 0 {
+		http.Error(w, errQueryingDisabled, http.StatusBadRequest)
+		return
+	}
 	_ = hr.ParseForm()
 	expr, err := parseQuery(hr.Form.Get("query"))
 	if err != nil {
@@ -118,6 +122,9 @@ type tailer struct {
 	// starts at that timestamp, inclusive) does not send it again.
 	lastTs   int64
 	sentAtTs map[string]bool
+	// pastLastTs: every line stored at lastTs was read (more than a batch
+	// shared it); reads start after it.
+	pastLastTs bool
 }
 
 func (t *tailer) run(ctx context.Context, start time.Time, delay time.Duration, limit int) error {
@@ -139,19 +146,58 @@ func (t *tailer) run(ctx context.Context, start time.Time, delay time.Duration, 
 			return ctx.Err()
 		case <-tick.C:
 		}
-		for {
-			streams, err := t.selectLogs(ctx, t.lastTs, t.q.now().Add(-delay).UnixNano(), false, batch)
+		if err := t.poll(ctx, t.q.now().Add(-delay).UnixNano(), batch); err != nil {
+			return err
+		}
+	}
+}
+
+// poll sends what arrived up to through, reading forward from the newest
+// timestamp sent in batches of at most batch entries until one comes back
+// short.
+//
+// A batch that holds nothing new means at least batch lines share that
+// newest timestamp: reading from it again would return the same batch
+// forever. Then poll reads that one timestamp alone, with a limit that
+// grows by batch until the answer comes back short, and the next reads
+// start just after it. Each regrowth rereads the group — quadratic in a
+// pathological case, but bounded by the lines actually stored there; a
+// line arriving later at that very timestamp is missed, like any
+// out-of-order line.
+func (t *tailer) poll(ctx context.Context, through int64, batch int) error {
+	for {
+		from := t.lastTs
+		if t.pastLastTs {
+			from++
+		}
+		streams, err := t.selectLogs(ctx, from, through, false, batch)
+		if err != nil {
+			return err
+		}
+		n, sent, err := t.sendNew(streams)
+		if err != nil {
+			return err
+		}
+		if n < batch {
+			return nil // caught up; a full batch means more may be waiting
+		}
+		if sent > 0 {
+			continue
+		}
+		for limit := len(t.sentAtTs) + batch; ; limit += batch {
+			streams, err := t.selectLogs(ctx, t.lastTs, t.lastTs+1, false, limit)
 			if err != nil {
 				return err
 			}
-			n, err := t.sendNew(streams)
+			n, _, err := t.sendNew(streams)
 			if err != nil {
 				return err
 			}
-			if n < batch {
-				break // caught up; a full batch means more may be waiting
+			if n < limit {
+				break
 			}
 		}
+		t.pastLastTs = true
 	}
 }
 
@@ -167,9 +213,8 @@ func (t *tailer) selectLogs(ctx context.Context, from, through int64, backward b
 }
 
 // sendNew sends the entries not sent yet and returns how many entries the
-// poll returned (sent or not).
-func (t *tailer) sendNew(streams []logql.StreamEntries) (int, error) {
-	n := 0
+// poll returned and how many of them it sent.
+func (t *tailer) sendNew(streams []logql.StreamEntries) (n, sent int, err error) {
 	var fresh []logql.StreamEntries
 	for _, s := range streams {
 		key := s.Labels.String()
@@ -183,9 +228,10 @@ func (t *tailer) sendNew(streams []logql.StreamEntries) (int, error) {
 		}
 		if len(es) > 0 {
 			fresh = append(fresh, logql.StreamEntries{Labels: s.Labels, Entries: es})
+			sent += len(es)
 		}
 	}
-	return n, t.send(fresh)
+	return n, sent, t.send(fresh)
 }
 
 // send writes streams as one message, oldest entries first, and remembers
@@ -209,7 +255,7 @@ func (t *tailer) send(streams []logql.StreamEntries) error {
 		}
 	}
 	if newest != t.lastTs {
-		t.lastTs, t.sentAtTs = newest, map[string]bool{}
+		t.lastTs, t.sentAtTs, t.pastLastTs = newest, map[string]bool{}, false
 	}
 	for _, s := range streams {
 		key := s.Labels.String()

@@ -272,6 +272,10 @@ func TestTailRefusals(t *testing.T) {
 			t.Errorf("%s: status %d, want %d", tc.name, code, tc.code)
 		}
 	}
+	tq.limits.MaxQueryParallelism = 0
+	if _, code := tailDial(t, tq, "t", url.Values{"query": {`{app="api"}`}}); code != http.StatusBadRequest {
+		t.Errorf("querying disabled: status %d, want 400", code)
+	}
 	if v := metricstest.Value(t, tq.reg, "loki_querier_tail_active"); v != 0 {
 		t.Errorf("loki_querier_tail_active = %v after refusals", v)
 	}
@@ -303,4 +307,47 @@ func TestTailMaxDuration(t *testing.T) {
 		t.Errorf("closed after %v, tail_max_duration is 300ms", d)
 	}
 	waitTailsGone(t, tq)
+}
+
+// TestTailSameTimestampGroup: more lines share one timestamp than a poll
+// may return (max(max_entries_limit_per_query, limit)); the tail still
+// sends each of them once and then goes on to newer lines, rather than
+// reading the same full batch at that timestamp forever.
+func TestTailSameTimestampGroup(t *testing.T) {
+	tq := newTestQuerier(t, apiNow, 1, func(c *Config) { c.TailPollInterval = 20 * time.Millisecond })
+	tq.limits.MaxEntriesLimitPerQuery = 10
+	api := apiLS("app", "api")
+	ing := tq.ingesters[0]
+	ing.add("t", api, tailEntry(apiNow.Add(-30*time.Minute), "before"))
+	conn, code := tailDial(t, tq, "t", url.Values{
+		"query": {`{app="api"}`}, "limit": {"5"},
+		"start": {strconv.FormatInt(apiNow.Add(-45*time.Minute).UnixNano(), 10)},
+	})
+	if code != http.StatusSwitchingProtocols {
+		t.Fatalf("status %d", code)
+	}
+	if got := tailLines(tailRead(t, conn, 5*time.Second)); !slices.Equal(got, []string{"before"}) {
+		t.Fatalf("first message %v, want [before]", got)
+	}
+	same := apiNow.Add(-10 * time.Minute)
+	var group []push.Entry
+	for i := range 25 {
+		group = append(group, tailEntry(same, "same-"+strconv.Itoa(100+i)))
+	}
+	ing.add("t", api, group...)
+	time.Sleep(60 * time.Millisecond) // a few polls
+	ing.add("t", api, tailEntry(apiNow.Add(-5*time.Minute), "after"))
+
+	seen := map[string]int{}
+	for _, l := range tailUntil(t, conn, "after", 5*time.Second) {
+		seen[l.line]++
+	}
+	for _, e := range append(group, tailEntry(time.Time{}, "after")) {
+		if seen[e.Line] != 1 {
+			t.Errorf("%s received %d times, want once", e.Line, seen[e.Line])
+		}
+	}
+	if len(seen) != len(group)+1 {
+		t.Errorf("received %d distinct lines, want %d", len(seen), len(group)+1)
+	}
 }
