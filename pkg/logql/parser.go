@@ -1,6 +1,7 @@
 package logql
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"regexp"
@@ -20,7 +21,15 @@ type ParseError struct {
 	Query string
 	Pos   int // byte offset
 	Msg   string
+	Err   error // a sentinel callers may test for with errors.Is, or nil
 }
+
+// ErrEmptyCompatibleSelector is Loki's rule that a stream selector must
+// not match every stream: at least one matcher must fail on the empty
+// value. A query breaking it would read a tenant's whole index.
+var ErrEmptyCompatibleSelector = errors.New(`queries require at least one matcher that cannot match an empty value, e.g. {app="api"} rather than {app=~".*"}`)
+
+func (e *ParseError) Unwrap() error { return e.Err }
 
 func (e *ParseError) Error() string {
 	line, col := 1, 1
@@ -402,7 +411,7 @@ func (p *parser) selector() ([]*labels.Matcher, error) {
 		}
 	}
 	if !selectsSomething(ms) {
-		return nil, &ParseError{Query: p.q, Pos: p.toks[0].pos, Msg: "queries require at least one matcher that cannot match an empty value, e.g. {app=\"api\"} rather than {app=~\".*\"}"}
+		return nil, &ParseError{Query: p.q, Pos: p.toks[0].pos, Msg: ErrEmptyCompatibleSelector.Error(), Err: ErrEmptyCompatibleSelector}
 	}
 	return ms, nil
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -362,6 +363,8 @@ func TestAPITenantHeader(t *testing.T) {
 		{"path in a tenant", single, "../b", http.StatusBadRequest, "unsupported character"},
 		{"path in one of two tenants", multi, "a|../b", http.StatusBadRequest, "unsupported character"},
 		{"slash in one of two tenants", multi, "a|b/c", http.StatusBadRequest, "unsupported character"},
+		{"empty tenant in a list", multi, "a|", http.StatusBadRequest, "empty tenant ID"},
+		{"only separators", multi, "||", http.StatusBadRequest, "empty tenant ID"},
 	}
 	for _, tc := range cases {
 		for _, ep := range endpoints {
@@ -444,6 +447,43 @@ func TestAPIMultiTenantIsolation(t *testing.T) {
 	}
 }
 
+// TestAPIMultiTenantLimits: a query across tenants is held to the most
+// restrictive of their limits, whichever tenant it names first; each
+// tenant alone keeps its own.
+func TestAPIMultiTenantLimits(t *testing.T) {
+	const rng = "/loki/api/v1/query_range"
+	cases := []struct {
+		name   string
+		path   string
+		params url.Values
+		strict func(*tenant.Limits)
+		want   string
+	}{
+		{"entries", rng, url.Values{"query": {`{app="api"}`}, "limit": {"20"}}, func(l *tenant.Limits) { l.MaxEntriesLimitPerQuery = 10 }, "max entries limit per query exceeded, limit > max_entries_limit_per_query (20 > 10)"},
+		{"query length", rng, url.Values{"query": {`{app="api"}`}, "since": {"3h"}}, func(l *tenant.Limits) { l.MaxQueryLength = model.Duration(2 * time.Hour) }, "the query time range exceeds the limit"},
+		{"series", rng, url.Values{"query": {`count_over_time({app=~"api|web"}[1h])`}}, func(l *tenant.Limits) { l.MaxQuerySeries = 1 }, "maximum number of series (1) reached for a single query"},
+		{"series at series", "/loki/api/v1/series", url.Values{"match[]": {`{app=~"api|web"}`}}, func(l *tenant.Limits) { l.MaxQuerySeries = 1 }, "maximum number of series (1) reached for a single query"},
+		{"querying disabled", rng, url.Values{"query": {`{app="api"}`}}, func(l *tenant.Limits) { l.MaxQueryParallelism = 0 }, "querying is disabled"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			tq := newTestQuerier(t, apiNow, 1, func(c *Config) { c.MultiTenantQueriesEnabled = true })
+			apiFillTenants(t, tq)
+			strict := tenant.DefaultLimits()
+			tc.strict(&strict)
+			tq.tenantLimits["b"] = &strict
+			for _, hdr := range []string{"a|b", "b|a"} {
+				if code, body := tq.get(t, hdr, tc.path, tc.params); code != http.StatusBadRequest || !strings.Contains(string(body), tc.want) {
+					t.Errorf("as %s: %d %.200q, want 400 containing %q", hdr, code, body, tc.want)
+				}
+			}
+			if code, body := tq.get(t, "a", tc.path, tc.params); code != http.StatusOK {
+				t.Errorf("as a alone: %d %.200q, want 200", code, body)
+			}
+		})
+	}
+}
+
 // TestAPIBadQueries: what a client gets wrong is a 4xx with Loki's words.
 func TestAPIBadQueries(t *testing.T) {
 	const (
@@ -466,7 +506,8 @@ func TestAPIBadQueries(t *testing.T) {
 		{"unknown function", rng, url.Values{"query": {`nope({app="api"}[5m])`}}, nil, 400, "parse error"},
 		{"empty query", rng, url.Values{"query": {""}}, nil, 400, "parse error"},
 		{"blank query", rng, url.Values{"query": {"  "}}, nil, 400, "parse error"},
-		{"empty-compatible matcher", rng, url.Values{"query": {`{app=~".*"}`}}, nil, 400, "parse error"},
+		{"empty-compatible matcher", rng, url.Values{"query": {`{app=~".*"}`}}, nil, 400, errNeedMatcher},
+		{"empty-compatible matcher in a metric query", inst, url.Values{"query": {`sum(rate({app=~".*", env!="x"}[5m]))`}}, nil, 400, errNeedMatcher},
 		{"empty-compatible matcher at series", series, url.Values{"match[]": {`{app=~".*"}`}}, nil, 400, "queries require at least one regexp or equality matcher that does not have an empty-compatible value"},
 		{"empty-compatible matchers at series", series, url.Values{"match[]": {`{app=~".*", env!="x"}`}}, nil, 400, "queries require at least one regexp or equality matcher"},
 		{"no match at series", series, nil, nil, 400, "match[]"},
@@ -546,6 +587,26 @@ func TestAPIQueryTimeout(t *testing.T) {
 		code, body := tq.get(t, "t", "/loki/api/v1/query", url.Values{"query": {`count_over_time({app="api"}[5m])`}})
 		if code != http.StatusGatewayTimeout || !strings.Contains(string(body), "request timed out") {
 			t.Errorf("instant: %d %q, want 504 request timed out", code, body)
+		}
+	})
+	t.Run("store only", func(t *testing.T) {
+		// No ingester to notice the deadline: the store reads must.
+		tq := newTestQuerier(t, apiNow, 0, nil)
+		flush(t, tq.bkt, "t", apiLS("app", "api"), apiLines("x", apiNow.Add(-5*time.Hour), time.Second, 100), "f")
+		tq.limits.QueryTimeout = model.Duration(time.Nanosecond)
+		for _, q := range queries {
+			q = maps.Clone(q)
+			q.Set("since", "6h")
+			code, body := tq.get(t, "t", "/loki/api/v1/query_range", q)
+			if code != http.StatusGatewayTimeout || !strings.Contains(string(body), "request timed out") {
+				t.Errorf("%s: %d %q, want 504 request timed out", q.Get("query"), code, body)
+			}
+		}
+		for _, path := range []string{"/loki/api/v1/series", "/loki/api/v1/labels", "/loki/api/v1/index/stats"} {
+			q := url.Values{"match[]": {`{app="api"}`}, "query": {`{app="api"}`}, "since": {"6h"}}
+			if code, body := tq.get(t, "t", path, q); code != http.StatusGatewayTimeout {
+				t.Errorf("%s: %d %q, want 504", path, code, body)
+			}
 		}
 	})
 	t.Run("slow ingester", func(t *testing.T) {
@@ -638,8 +699,8 @@ func TestAPIIngesterDownPartial(t *testing.T) {
 				t.Errorf("ingesters reached %d, want 1", qr.Data.Stats.Ingester.TotalReached)
 			}
 			partial1 := metricstest.Value(t, tq.reg, "lokilab_querier_partial_results_total")
-			if partial1 <= partial0 {
-				t.Errorf("lokilab_querier_partial_results_total %v → %v, want an increase", partial0, partial1)
+			if partial1 != partial0+1 {
+				t.Errorf("lokilab_querier_partial_results_total %v → %v, want one more partial answer", partial0, partial1)
 			}
 			if v := metricstest.Value(t, tq.reg, "lokilab_querier_queries_total", "type", "log", "outcome", "partial"); v != 1 {
 				t.Errorf("partial log queries %v, want 1", v)
@@ -661,8 +722,8 @@ func TestAPIIngesterDownPartial(t *testing.T) {
 				t.Errorf("partial metric queries %v, want 1", v)
 			}
 			partial2 := metricstest.Value(t, tq.reg, "lokilab_querier_partial_results_total")
-			if partial2 <= partial1 {
-				t.Errorf("lokilab_querier_partial_results_total %v → %v after a metric query, want an increase", partial1, partial2)
+			if partial2 != partial1+1 {
+				t.Errorf("lokilab_querier_partial_results_total %v → %v after a metric query, want one more", partial1, partial2)
 			}
 
 			// The metadata APIs warn too.
@@ -930,6 +991,17 @@ func TestChunkCacheLRU(t *testing.T) {
 		if _, ok := c.Get(key(i)); !ok {
 			t.Errorf("%s evicted", key(i))
 		}
+	}
+	// Putting a cached key again (two queries fetched it at once) counts
+	// as a use: k0 (read first above) is no longer the least recently
+	// used, k2 is.
+	c.Put(key(0), item(0))
+	c.Put(key(10), item(10))
+	if _, ok := c.Get(key(0)); !ok {
+		t.Error("k0, put again, was evicted")
+	}
+	if _, ok := c.Get(key(2)); ok {
+		t.Error("k2, the least recently used, was not evicted")
 	}
 	if c.bytes > 800 {
 		t.Errorf("%d bytes cached, max 800", c.bytes)

@@ -84,7 +84,7 @@ func benchQuerier(b *testing.B, bkt objstore.Bucket, now time.Time, cacheBytes i
 		c.ChunkCacheSize.Set(fmt.Sprint(cacheBytes))
 	}
 	lim := tenant.DefaultLimits()
-	q, err := New(c, Deps{Bucket: bkt, Limits: fixedLimits{&lim}, Registerer: prometheus.NewRegistry(), Now: func() time.Time { return now }})
+	q, err := New(c, Deps{Bucket: bkt, Limits: fixedLimits{l: &lim}, Registerer: prometheus.NewRegistry(), Now: func() time.Time { return now }})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -73,7 +73,9 @@ func (c *ChunkCache) Put(key string, data []byte) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if _, ok := c.items[key]; ok {
+	if el, ok := c.items[key]; ok {
+		// Fetched twice at once: keep the cached copy, count the use.
+		c.ll.MoveToFront(el)
 		return
 	}
 	for c.bytes+n > c.maxBytes {

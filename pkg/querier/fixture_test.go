@@ -157,9 +157,12 @@ type testQuerier struct {
 	bkt       objstore.Bucket
 	ingesters []*fakeIngester
 	limits    *tenant.Limits // defaults for every tenant; change before querying
-	reg       *prometheus.Registry
-	srv       *httptest.Server
-	now       time.Time
+	// tenantLimits replaces limits for the tenants it names; fill before
+	// querying.
+	tenantLimits map[string]*tenant.Limits
+	reg          *prometheus.Registry
+	srv          *httptest.Server
+	now          time.Time
 }
 
 // newTestQuerier starts a querier whose clock reads now, asking n fake
@@ -167,7 +170,7 @@ type testQuerier struct {
 // the default querier config before it is built.
 func newTestQuerier(t *testing.T, now time.Time, n int, cfg func(*Config)) *testQuerier {
 	t.Helper()
-	tq := &testQuerier{bkt: objstore.NewInMemBucket(), reg: prometheus.NewRegistry(), now: now}
+	tq := &testQuerier{bkt: objstore.NewInMemBucket(), reg: prometheus.NewRegistry(), now: now, tenantLimits: map[string]*tenant.Limits{}}
 	lim := tenant.DefaultLimits()
 	tq.limits = &lim
 	var set StaticIngesters
@@ -182,7 +185,7 @@ func newTestQuerier(t *testing.T, now time.Time, n int, cfg func(*Config)) *test
 		cfg(&c)
 	}
 	q, err := New(c, Deps{
-		Bucket: tq.bkt, Ingesters: set, Limits: fixedLimits{tq.limits}, AuthEnabled: true,
+		Bucket: tq.bkt, Ingesters: set, Limits: fixedLimits{tq.limits, tq.tenantLimits}, AuthEnabled: true,
 		Registerer: tq.reg, Now: func() time.Time { return tq.now },
 	})
 	if err != nil {
@@ -196,10 +199,18 @@ func newTestQuerier(t *testing.T, now time.Time, n int, cfg func(*Config)) *test
 	return tq
 }
 
-// fixedLimits gives every tenant the same limits.
-type fixedLimits struct{ l *tenant.Limits }
+// fixedLimits gives a tenant its own limits if it has some, else l.
+type fixedLimits struct {
+	l   *tenant.Limits
+	per map[string]*tenant.Limits
+}
 
-func (f fixedLimits) For(string) *tenant.Limits { return f.l }
+func (f fixedLimits) For(id string) *tenant.Limits {
+	if l, ok := f.per[id]; ok {
+		return l
+	}
+	return f.l
+}
 
 // get calls the API as tenant (none if empty) and returns the status and
 // body.

@@ -80,7 +80,7 @@ func (q *Querier) handler(serve func(ctx context.Context, r *request) (any, erro
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		r := &request{Request: hr, tenants: tenants, limits: q.limits.For(tenants[0])}
+		r := &request{Request: hr, tenants: tenants, limits: q.queryLimits(tenants)}
 		if r.limits.MaxQueryParallelism == 0 {
 			http.Error(w, errQueryingDisabled, http.StatusBadRequest)
 			return
@@ -108,6 +108,9 @@ func (q *Querier) handler(serve func(ctx context.Context, r *request) (any, erro
 			return
 		}
 		r.st.ExecTime = time.Since(start)
+		if len(r.w.list) > 0 {
+			q.metrics.partial.Inc()
+		}
 		if qr, ok := data.(*queryData); ok {
 			qr.Stats = newStatsJSON(&r.st)
 		}
@@ -152,6 +155,10 @@ func (q *Querier) tenants(r *http.Request) ([]string, error) {
 	}
 	ids := strings.Split(h, "|")
 	for _, id := range ids {
+		if id == "" {
+			// Malformed, not missing: a 400, not no org id's 401.
+			return nil, fmt.Errorf("empty tenant ID in %s %q", tenant.Header, h)
+		}
 		if err := tenant.ValidateID(id); err != nil {
 			return nil, err
 		}
@@ -270,13 +277,11 @@ func parseQuery(s string) (logql.Expr, error) {
 		return nil, badRequest("parse error : query is empty: give a LogQL query in the query parameter")
 	}
 	expr, err := logql.Parse(s)
-	if err != nil {
+	switch {
+	case errors.Is(err, logql.ErrEmptyCompatibleSelector):
+		return nil, badRequest(errNeedMatcher) // the words Loki's clients know
+	case err != nil:
 		return nil, badRequest("%v", err)
-	}
-	for _, lq := range logQueries(expr) {
-		if err := checkMatchers(lq.Matchers); err != nil {
-			return nil, err
-		}
 	}
 	return expr, nil
 }
@@ -288,21 +293,6 @@ func checkMatchers(ms []*labels.Matcher) error {
 		}
 	}
 	return badRequest(errNeedMatcher)
-}
-
-// logQueries lists the log queries inside an expression.
-func logQueries(e logql.Expr) []*logql.LogQuery {
-	switch e := e.(type) {
-	case *logql.LogQuery:
-		return []*logql.LogQuery{e}
-	case *logql.RangeAggregation:
-		return []*logql.LogQuery{e.Query}
-	case *logql.VectorAggregation:
-		return logQueries(e.Inner)
-	case *logql.BinaryExpr:
-		return append(logQueries(e.Left), logQueries(e.Right)...)
-	}
-	return nil
 }
 
 // rangeParams reads start, end and since with Loki's defaults (the last

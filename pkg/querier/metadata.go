@@ -41,9 +41,6 @@ func (q *Querier) series(ctx context.Context, tenants []string, sets [][]*labels
 		for _, ms := range sets {
 			if q.ingesters != nil && through > q.now().Add(-q.cfg.QueryIngestersWithin).UnixNano() {
 				got, ws := q.client.series(ctx, q.ingesters, t, ms, from, through)
-				if len(ws) > 0 {
-					q.metrics.partial.Add(float64(len(ws)))
-				}
 				w.add(ws...)
 				for _, s := range got {
 					ls, err := labels.Parse(s.Stream)

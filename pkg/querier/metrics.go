@@ -19,7 +19,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		partial: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "lokilab_querier_partial_results_total",
-			Help: "Warnings added to answers because part of the data could not be read (an ingester down, a partition without a live owner).",
+			Help: "Answers sent with warnings because part of the data could not be read (an ingester down, a partition without a live owner).",
 		}),
 		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "lokilab_querier_duplicates_removed_total",

@@ -48,6 +48,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
 	"github.com/thanos-io/objstore"
 	"golang.org/x/sync/errgroup"
 
@@ -160,6 +161,44 @@ func (s *Stats) add(o Stats) {
 // Duplicates is every identical entry removed, wherever it was found.
 func (s *Stats) Duplicates() int { return s.Store.Duplicates + s.Ingester.Duplicates }
 
+// queryLimits is the limits a query over tenants is held to: one tenant's
+// own, or for several the most restrictive of each (the smallest positive
+// value; 0 where it means "no limit" only if every tenant has no limit).
+// A multi-tenant query thus never lets a tenant read more than its own
+// limits allow, whichever tenant the header names first.
+//
+// max_querier_bytes_read stays per tenant: fetch applies it to each
+// tenant's reads (see fetch).
+func (q *Querier) queryLimits(tenants []string) *tenant.Limits {
+	if len(tenants) == 1 {
+		return q.limits.For(tenants[0])
+	}
+	l := *q.limits.For(tenants[0])
+	for _, id := range tenants[1:] {
+		o := q.limits.For(id)
+		l.MaxQueryLength = smallestPositive(l.MaxQueryLength, o.MaxQueryLength)
+		l.MaxEntriesLimitPerQuery = smallestPositive(l.MaxEntriesLimitPerQuery, o.MaxEntriesLimitPerQuery)
+		l.MaxQuerySeries = smallestPositive(l.MaxQuerySeries, o.MaxQuerySeries)
+		l.QueryTimeout = smallestPositive(l.QueryTimeout, o.QueryTimeout)
+		l.SplitQueriesByInterval = smallestPositive(l.SplitQueriesByInterval, o.SplitQueriesByInterval)
+		// 0 here means querying is disabled: one disabled tenant
+		// disables the query.
+		l.MaxQueryParallelism = min(l.MaxQueryParallelism, o.MaxQueryParallelism)
+	}
+	return &l
+}
+
+// smallestPositive is the smaller of a and b where 0 means unlimited.
+func smallestPositive[T model.Duration | int](a, b T) T {
+	switch {
+	case a <= 0:
+		return b
+	case b <= 0:
+		return a
+	}
+	return min(a, b)
+}
+
 // warnings collects, without repeats, what makes an answer partial.
 type warnings struct {
 	mu   sync.Mutex
@@ -219,9 +258,6 @@ func (q *Querier) fetch(ctx context.Context, tenantID string, lq *logql.LogQuery
 		}
 		if err != nil {
 			return nil, err
-		}
-		if len(ws) > 0 {
-			q.metrics.partial.Add(float64(len(ws)))
 		}
 		w.add(ws...)
 		st.Ingester.Reached = max(st.Ingester.Reached, ist.Reached)
@@ -295,7 +331,7 @@ type LogQuery struct {
 // of forward. Streams come back sorted by labels, each one's entries in
 // the query's direction.
 func (q *Querier) SelectLogs(ctx context.Context, tenants []string, lq LogQuery, st *Stats, w *warnings) ([]logql.StreamEntries, error) {
-	lim := q.limits.For(tenants[0])
+	lim := q.queryLimits(tenants)
 	ivs := splitRange(lq.From, lq.Through, time.Duration(lim.SplitQueriesByInterval))
 	if lq.Backward {
 		slices.Reverse(ivs)
@@ -420,7 +456,7 @@ type MetricQuery struct {
 // SelectSamples evaluates a metric query for tenants, split intervals in
 // parallel.
 func (q *Querier) SelectSamples(ctx context.Context, tenants []string, mq MetricQuery, st *Stats, w *warnings) ([]logql.Series, error) {
-	lim := q.limits.For(tenants[0])
+	lim := q.queryLimits(tenants)
 	// The steps of each split interval, evaluated on their own.
 	type group struct{ start, end time.Time }
 	var groups []group

@@ -68,7 +68,7 @@ func TestRetentionThroughQueries(t *testing.T) {
 	cc.RegisterFlags(flag.NewFlagSet("", flag.ContinueOnError))
 	cc.RetentionEnabled = true
 	cc.RetentionDeleteDelay = 2 * time.Hour
-	comp, err := compactor.New(cc, tq.bkt, fixedTenantLimits{"a": &la}, prometheus.NewRegistry(), nil, clock)
+	comp, err := compactor.New(cc, tq.bkt, fixedLimits{tq.limits, map[string]*tenant.Limits{"a": &la}}, prometheus.NewRegistry(), nil, clock)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,12 +143,3 @@ func TestRetentionThroughQueries(t *testing.T) {
 	check("swept")
 }
 
-type fixedTenantLimits map[string]*tenant.Limits
-
-func (f fixedTenantLimits) For(id string) *tenant.Limits {
-	if l, ok := f[id]; ok {
-		return l
-	}
-	d := tenant.DefaultLimits()
-	return &d
-}
