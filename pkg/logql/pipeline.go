@@ -134,9 +134,15 @@ func evalPredicate(pred LabelPredicate, b *builder) (keep, convErr bool) {
 		}
 		return r, le || re
 	case *LabelCmp:
-		v := b.get(pr.Name)
+		v, has := b.lookup(pr.Name)
 		if pr.Kind == StringValue {
 			return pr.Matcher.Matches(v), false
+		}
+		if !has {
+			// A number cannot be compared with a label the line does
+			// not have: the line is dropped, as in Loki. Only a value
+			// that is there and does not convert is an error.
+			return false, false
 		}
 		var x float64
 		var err error
@@ -315,15 +321,26 @@ func (b *builder) reset(base labels.Labels) {
 }
 
 func (b *builder) get(name string) string {
+	v, _ := b.lookup(name)
+	return v
+}
+
+// lookup is get that also says whether the entry has the label at all.
+func (b *builder) lookup(name string) (string, bool) {
 	for i := len(b.add) - 1; i >= 0; i-- {
 		if b.add[i].Name == name {
-			return b.add[i].Value
+			return b.add[i].Value, true
 		}
 	}
 	if slices.Contains(b.dropped, name) {
-		return ""
+		return "", false
 	}
-	return b.base.Get(name)
+	for _, l := range b.base {
+		if l.Name == name {
+			return l.Value, true
+		}
+	}
+	return "", false
 }
 
 // extract adds a parsed field; one that collides with a stream label gets
