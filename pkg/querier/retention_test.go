@@ -142,4 +142,3 @@ func TestRetentionThroughQueries(t *testing.T) {
 	}
 	check("swept")
 }
-
