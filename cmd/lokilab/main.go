@@ -1,9 +1,7 @@
 // Command lokilab is the lab's front door.
 //
-//	lokilab run      the whole system in one process (embedded Kafka included)
-//	lokilab kafka    the embedded Kafka broker on its own
-//
-// Every subcommand takes -help.
+// Its subcommands (the commands table below; 'lokilab help' lists them)
+// each live in a file of their own and take -help.
 package main
 
 import (
@@ -14,23 +12,34 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
-
-	"github.com/lokilab/lokilab/pkg/app"
-	"github.com/lokilab/lokilab/pkg/config"
-	"github.com/lokilab/lokilab/pkg/server"
 )
 
-const usage = `lokilab: a miniature Loki-like log ingestion system, built as a lab.
+// command is one subcommand: its name, a line for the usage text, and
+// what it runs. Each lives in its own file of this package.
+type command struct {
+	name, args, summary string
+	run                 func(ctx context.Context, args []string, stdout, stderr io.Writer) error
+}
 
-Usage:
-  lokilab run [flags]     run everything in one process: embedded Kafka, distributor;
-                          the Loki push API on 127.0.0.1:3100
-  lokilab kafka [flags]   run the embedded Kafka broker alone (for other processes,
-                          containers, kcat)
+// commands lists the subcommands in the order the usage text shows them.
+var commands = []command{
+	{"run", "[flags]", "run everything in one process: embedded Kafka, distributor, three\ningesters, querier, compactor; the Loki API on 127.0.0.1:3100", runAllInOne},
+	{"kafka", "[flags]", "run the embedded Kafka broker alone (for other processes,\ncontainers, kcat)", runKafka},
+}
 
-Run 'lokilab <command> -help' for a command's flags.
-`
+func usage(w io.Writer) {
+	fmt.Fprint(w, "lokilab: a miniature Loki-like log ingestion system, built as a lab.\n\nUsage:\n")
+	for _, c := range commands {
+		lines := strings.Split(c.summary, "\n")
+		fmt.Fprintf(w, "  %-24s%s\n", "lokilab "+c.name+" "+c.args, lines[0])
+		for _, l := range lines[1:] {
+			fmt.Fprintf(w, "  %-24s%s\n", "", l)
+		}
+	}
+	fmt.Fprint(w, "\nRun 'lokilab <command> -help' for a command's flags.\n")
+}
 
 func main() {
 	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
@@ -43,46 +52,22 @@ func main() {
 
 func run(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
+		usage(stderr)
 		return errors.New("no command given")
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	switch cmd, rest := args[0], args[1:]; cmd {
-	case "run":
-		return runAllInOne(ctx, rest, stdout, stderr)
-	case "kafka":
-		return runKafka(ctx, rest, stdout, stderr)
+	name, rest := args[0], args[1:]
+	switch name {
 	case "help", "-h", "-help", "--help":
-		fmt.Fprint(stdout, usage)
+		usage(stdout)
 		return nil
-	default:
-		fmt.Fprint(stderr, usage)
-		return fmt.Errorf("unknown command %q", cmd)
 	}
-}
-
-func runAllInOne(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	cfg, defaults, logger, err := app.Parse[app.AllInOneConfig]("lokilab run", args, stderr)
-	if err != nil {
-		return err
+	for _, c := range commands {
+		if c.name == name {
+			return c.run(ctx, rest, stdout, stderr)
+		}
 	}
-	return app.RunAllInOne(ctx, *cfg, defaults, logger, stdout)
-}
-
-func runKafka(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	var cfg app.BrokerProcessConfig
-	fs := flag.NewFlagSet("lokilab kafka", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	if err := config.Parse(fs, args, &cfg); err != nil {
-		return err
-	}
-	logger, err := server.NewLogger(stderr, cfg.LogLevel, "logfmt")
-	if err != nil {
-		return err
-	}
-	return app.RunBroker(ctx, cfg, logger, func(addr string, partitions int) {
-		fmt.Fprintf(stdout, "kafka broker listening on %s (topic %q, %d partitions, data in %s)\n",
-			addr, cfg.Topic, partitions, cfg.Broker.DataDir)
-	})
+	usage(stderr)
+	return fmt.Errorf("unknown command %q", name)
 }

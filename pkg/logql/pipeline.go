@@ -320,12 +320,8 @@ func (b *builder) reset(base labels.Labels) {
 	b.base, b.add, b.dropped, b.changed = base, b.add[:0], b.dropped[:0], false
 }
 
-func (b *builder) get(name string) string {
-	v, _ := b.lookup(name)
-	return v
-}
-
-// lookup is get that also says whether the entry has the label at all.
+// lookup returns a label's value as the stages so far left it, and
+// whether the entry has the label at all.
 func (b *builder) lookup(name string) (string, bool) {
 	for i := len(b.add) - 1; i >= 0; i-- {
 		if b.add[i].Name == name {
