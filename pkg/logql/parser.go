@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/common/model"
 
@@ -55,6 +56,15 @@ const maxDepth = 64
 func Parse(q string) (Expr, error) {
 	if len(q) > MaxQueryLength {
 		return nil, &ParseError{Query: q[:64], Pos: 0, Msg: fmt.Sprintf("query of %d bytes is longer than the %d allowed", len(q), MaxQueryLength)}
+	}
+	// Labels and lines are UTF-8 (the distributor refuses anything else),
+	// so a selector or filter that is not can only be a mistake.
+	for i, r := range q {
+		if r == utf8.RuneError {
+			if _, size := utf8.DecodeRuneInString(q[i:]); size == 1 {
+				return nil, &ParseError{Query: q, Pos: i, Msg: "the query is not valid UTF-8"}
+			}
+		}
 	}
 	toks, err := lex(q)
 	if err != nil {

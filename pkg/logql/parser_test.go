@@ -95,6 +95,7 @@ func TestParseErrors(t *testing.T) {
 		{`app="api"`, "col 1: expected a stream selector"},
 		{`{}`, "col 2: expected identifier (a label name), found \"}\""},
 		{`{app=~".*"}`, "at least one matcher that cannot match an empty value"},
+		{"{app=\"a\xff\"}", "col 8: the query is not valid UTF-8"},
 		{`{app="api"`, "col 11: expected ',' or '}' in the stream selector, found end of query"},
 		{`{app=api}`, "col 6: expected string (a quoted value), found \"api\""},
 		{`{app~"api"}`, "col 5: unexpected character '~'"},

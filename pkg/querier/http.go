@@ -261,6 +261,9 @@ func (q *Querier) serveRange(ctx context.Context, r *request) (any, error) {
 }
 
 func (q *Querier) selectSamples(ctx context.Context, r *request, mq MetricQuery) ([]logql.Series, error) {
+	if err := checkLookback(r.limits, mq); err != nil {
+		return nil, err
+	}
 	series, err := q.SelectSamples(ctx, r.tenants, mq, &r.st, &r.w)
 	if err == nil && r.limits.MaxQuerySeries > 0 && len(series) > r.limits.MaxQuerySeries {
 		err = badRequest("maximum number of series (%d) reached for a single query; consider reducing query cardinality by adding more specific stream selectors, reducing the time range, or aggregating results with functions like sum(), count() or topk()", r.limits.MaxQuerySeries)
@@ -322,6 +325,40 @@ func checkRange(lim *tenant.Limits, start, end time.Time) error {
 		return badRequest("the query time range exceeds the limit (query length: %s, limit: %s)", end.Sub(start), model.Duration(max))
 	}
 	return nil
+}
+
+// lookbackGrace is how far a metric query's longest range window may take
+// the data it reads past max_query_length. Loki (since mid-2026) counts the
+// window too, with a day of grace, so that 30 days of [1h] windows — what
+// Grafana asks for over a 30-day dashboard — still fit the 721h default.
+const lookbackGrace = 24 * time.Hour
+
+// checkLookback refuses a metric query whose data — from start minus its
+// longest range window to end — spans more than max_query_length plus
+// lookbackGrace: rate({app="api"}[1000000h]) would otherwise read a
+// century of index at any time range.
+func checkLookback(lim *tenant.Limits, mq MetricQuery) error {
+	max := time.Duration(lim.MaxQueryLength)
+	if max <= 0 {
+		return nil
+	}
+	if span := mq.End.Sub(mq.Start) + longestRange(mq.Expr); span > max+lookbackGrace {
+		return badRequest("the query time range exceeds the limit (query length: %s including the range window, limit: %s)", model.Duration(span), model.Duration(max))
+	}
+	return nil
+}
+
+// longestRange is the longest range window ([5m]) in an expression.
+func longestRange(e logql.Expr) time.Duration {
+	switch e := e.(type) {
+	case *logql.RangeAggregation:
+		return e.Range
+	case *logql.VectorAggregation:
+		return longestRange(e.Inner)
+	case *logql.BinaryExpr:
+		return max(longestRange(e.Left), longestRange(e.Right))
+	}
+	return 0
 }
 
 // logParams reads limit (default 100) and direction (default backward).
