@@ -174,7 +174,10 @@ func validate(req *push.Request, lim *tenant.Limits, now time.Time, maxRecordVal
 func validateLabels(raw string, lim *tenant.Limits) (labels.Labels, reason, string) {
 	ls, err := labels.Parse(raw)
 	if err != nil {
-		return nil, reasonInvalidLabels, fmt.Sprintf("Error parsing labels '%s' with error: %v", raw, err)
+		// raw may hold bytes that are not UTF-8 (the reason it failed):
+		// echoed as they are, they would corrupt the client's JSON or
+		// terminal.
+		return nil, reasonInvalidLabels, fmt.Sprintf("Error parsing labels '%s' with error: %v", strings.ToValidUTF8(raw, "\uFFFD"), err)
 	}
 	if len(ls) == 0 {
 		return nil, reasonMissingLabels, "error at least one label pair is required per stream"
