@@ -26,9 +26,13 @@ type exampleConfig struct {
 // startServer runs a server on a free loopback port until the test ends.
 func startServer(t *testing.T, opts Options, setup func(*Server)) (*Server, *prometheus.Registry, string) {
 	t.Helper()
+	return startServerConfig(t, testConfig(), opts, setup)
+}
+
+func startServerConfig(t *testing.T, cfg Config, opts Options, setup func(*Server)) (*Server, *prometheus.Registry, string) {
+	t.Helper()
 	reg := NewRegistry()
 	opts.Registerer, opts.Gatherer = reg, reg
-	cfg := testConfig()
 	s, err := New(cfg, opts)
 	if err != nil {
 		t.Fatal(err)
