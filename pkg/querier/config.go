@@ -38,6 +38,11 @@ type Config struct {
 	TailMaxDuration time.Duration `yaml:"tail_max_duration"`
 	// TailPollInterval is how often a tail asks for new lines. Default 1s.
 	TailPollInterval time.Duration `yaml:"tail_poll_interval"`
+	// TailWriteTimeout drops a tail whose client stops reading: a message
+	// that cannot be written within it ends the connection. Default 10s.
+	// Without it a client that never reads would hold a goroutine and the
+	// message it blocks on for up to tail_max_duration.
+	TailWriteTimeout time.Duration `yaml:"tail_write_timeout"`
 }
 
 // RegisterFlags registers the querier's flags with Loki's names where
@@ -51,6 +56,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.MultiTenantQueriesEnabled, "querier.multi-tenant-queries-enabled", false, "Accept X-Scope-OrgID with several tenants separated by '|'.")
 	fs.DurationVar(&c.TailMaxDuration, "querier.tail-max-duration", time.Hour, "Longest a /tail connection stays open.")
 	fs.DurationVar(&c.TailPollInterval, "querier.tail-poll-interval", time.Second, "How often a tail asks for new lines.")
+	fs.DurationVar(&c.TailWriteTimeout, "querier.tail-write-timeout", 10*time.Second, "How long a tail may wait for a client that does not read before dropping it.")
 }
 
 // Validate reports settings the querier cannot run with.
@@ -62,8 +68,8 @@ func (c *Config) Validate() error {
 		return errors.New("max_concurrent must be at least 1")
 	case c.IngesterQueryTimeout <= 0:
 		return errors.New("ingester_query_timeout must be positive")
-	case c.TailMaxDuration <= 0 || c.TailPollInterval <= 0:
-		return errors.New("tail_max_duration and tail_poll_interval must be positive")
+	case c.TailMaxDuration <= 0 || c.TailPollInterval <= 0 || c.TailWriteTimeout <= 0:
+		return errors.New("tail_max_duration, tail_poll_interval and tail_write_timeout must be positive")
 	}
 	return nil
 }

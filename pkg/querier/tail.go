@@ -265,6 +265,6 @@ func (t *tailer) send(streams []logql.StreamEntries) error {
 			}
 		}
 	}
-	_ = t.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	_ = t.conn.SetWriteDeadline(time.Now().Add(t.q.cfg.TailWriteTimeout))
 	return t.conn.WriteJSON(msg)
 }

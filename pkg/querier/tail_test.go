@@ -351,3 +351,41 @@ func TestTailSameTimestampGroup(t *testing.T) {
 		t.Errorf("received %d distinct lines, want %d", len(seen), len(group)+1)
 	}
 }
+
+// TestTailClientThatNeverReads: a client that opens a tail and never
+// reads (its socket buffers full) is dropped after tail_write_timeout,
+// freeing the tail, rather than held until tail_max_duration.
+func TestTailClientThatNeverReads(t *testing.T) {
+	tq := newTestQuerier(t, apiNow, 1, func(c *Config) {
+		c.TailPollInterval = 20 * time.Millisecond
+		c.TailWriteTimeout = 200 * time.Millisecond
+	})
+	// 5000 lines of 4 KiB: a 20 MB first message, past what loopback
+	// socket buffers hold (a few MB each way).
+	line := strings.Repeat("x", 4<<10)
+	var es []push.Entry
+	for i := range 5000 {
+		es = append(es, tailEntry(apiNow.Add(-30*time.Minute+time.Duration(i)*time.Millisecond), line))
+	}
+	tq.ingesters[0].add("t", apiLS("app", "api"), es...)
+	conn, code := tailDial(t, tq, "t", url.Values{"query": {`{app="api"}`}, "limit": {"5000"}})
+	if code != http.StatusSwitchingProtocols {
+		t.Fatalf("status %d", code)
+	}
+	defer conn.Close()
+	// Never read; the tail must start, then end on its own.
+	tailActive := func() float64 { return metricstest.Value(t, tq.reg, "loki_querier_tail_active") }
+	deadline := time.Now().Add(10 * time.Second)
+	for tailActive() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the tail never started")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	for tailActive() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("a tail whose client never reads is still open; tail_write_timeout is 200ms")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
