@@ -1,9 +1,13 @@
 package distributor
 
 import (
+	"bytes"
 	"cmp"
+	"compress/gzip"
+	"encoding/binary"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -139,5 +143,61 @@ func TestInvalidUTF8Labels(t *testing.T) {
 	}
 	if len(lines) != 1 || lines[0] != "line \xff kept" {
 		t.Errorf("lines written %q, want the valid stream's line, as sent", lines)
+	}
+}
+
+// TestDecompressionBombs: a small body that expands past
+// max_recv_msg_size — gzip over JSON, a snappy block declaring a huge
+// length — is a 413, and the distributor allocates about the limit, not
+// the bomb: memory is bounded by configuration, not by what a client
+// sends.
+func TestDecompressionBombs(t *testing.T) {
+	const limit = 4 << 20
+	// 1 GiB of JSON that gzip squeezes into about 1 MB.
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	_, _ = zw.Write([]byte(`{"streams":[{"stream":{"a":"b"},"values":[["1","`))
+	zeros := make([]byte, 1<<20)
+	for range 1 << 10 {
+		_, _ = zw.Write(zeros)
+	}
+	_, _ = zw.Write([]byte(`"]]}]}`))
+	_ = zw.Close()
+	// A snappy block whose header claims 3 GiB (the format caps at 4).
+	snappyBomb := binary.AppendUvarint(nil, 3<<30)
+	snappyBomb = append(snappyBomb, bytes.Repeat([]byte{0}, 64)...)
+	cases := []struct {
+		name, ct, ce string
+		body         []byte
+	}{
+		{"gzip JSON", "application/json", "gzip", gz.Bytes()},
+		{"snappy header claiming 3 GiB", "application/x-protobuf", "", snappyBomb},
+	}
+	h := newHarness(t, harnessOptions{cfg: func(c *Config) { c.MaxRecvMsgSize = limit }})
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := http.NewRequest(http.MethodPost, h.srv.URL+"/loki/api/v1/push", bytes.NewReader(tc.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.Header.Set("Content-Type", tc.ct)
+			if tc.ce != "" {
+				r.Header.Set("Content-Encoding", tc.ce)
+			}
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			resp := h.do(r)
+			runtime.ReadMemStats(&after)
+			if resp.code != http.StatusRequestEntityTooLarge {
+				t.Errorf("%d %.200q, want 413", resp.code, resp.body)
+			}
+			// Everything this process allocated while answering,
+			// the test's own request included: a few times the limit,
+			// never the GiB the body expands to.
+			if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 16*limit+uint64(len(tc.body))*4 {
+				t.Errorf("answering a %d-byte bomb allocated %d MiB; the limit is %d MiB", len(tc.body), alloc>>20, limit>>20)
+			}
+		})
 	}
 }
