@@ -153,16 +153,18 @@ func TestInvalidUTF8Labels(t *testing.T) {
 // sends.
 func TestDecompressionBombs(t *testing.T) {
 	const limit = 4 << 20
-	// 1 GiB of JSON that gzip squeezes into about 1 MB.
-	var gz bytes.Buffer
-	zw := gzip.NewWriter(&gz)
-	_, _ = zw.Write([]byte(`{"streams":[{"stream":{"a":"b"},"values":[["1","`))
-	zeros := make([]byte, 1<<20)
-	for range 1 << 10 {
-		_, _ = zw.Write(zeros)
+	// 256 MiB of JSON in about 260 kB: gzip members concatenated (a valid
+	// gzip stream), the 1 MiB of zeros compressed once and repeated.
+	member := func(b []byte) []byte {
+		var buf bytes.Buffer
+		zw := gzip.NewWriter(&buf)
+		_, _ = zw.Write(b)
+		_ = zw.Close()
+		return buf.Bytes()
 	}
-	_, _ = zw.Write([]byte(`"]]}]}`))
-	_ = zw.Close()
+	gz := member([]byte(`{"streams":[{"stream":{"a":"b"},"values":[["1","`))
+	gz = append(gz, bytes.Repeat(member(make([]byte, 1<<20)), 256)...)
+	gz = append(gz, member([]byte(`"]]}]}`))...)
 	// A snappy block whose header claims 3 GiB (the format caps at 4).
 	snappyBomb := binary.AppendUvarint(nil, 3<<30)
 	snappyBomb = append(snappyBomb, bytes.Repeat([]byte{0}, 64)...)
@@ -170,7 +172,7 @@ func TestDecompressionBombs(t *testing.T) {
 		name, ct, ce string
 		body         []byte
 	}{
-		{"gzip JSON", "application/json", "gzip", gz.Bytes()},
+		{"gzip JSON", "application/json", "gzip", gz},
 		{"snappy header claiming 3 GiB", "application/x-protobuf", "", snappyBomb},
 	}
 	h := newHarness(t, harnessOptions{cfg: func(c *Config) { c.MaxRecvMsgSize = limit }})
