@@ -79,7 +79,12 @@ func apiGetJSON(t *testing.T, tq *testQuerier, tenantID, path string, params url
 	if err := json.Unmarshal(body, &qr); err != nil && !strings.Contains(err.Error(), "cannot unmarshal") {
 		t.Fatalf("GET %s: decoding %s: %v", path, body, err)
 	}
-	if data != nil && (path == "/loki/api/v1/query" || path == "/loki/api/v1/query_range") {
+	if data != nil && path == "/loki/api/v1/index/stats" {
+		// Loki's bare shape, no {"data": …}.
+		if err := json.Unmarshal(body, data); err != nil {
+			t.Fatalf("GET %s: decoding %s: %v", path, body, err)
+		}
+	} else if data != nil && (path == "/loki/api/v1/query" || path == "/loki/api/v1/query_range") {
 		if err := json.Unmarshal(qr.Data.Result, data); err != nil {
 			t.Fatalf("GET %s: decoding result %s: %v", path, qr.Data.Result, err)
 		}
