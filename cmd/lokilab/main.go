@@ -27,15 +27,20 @@ type command struct {
 var commands = []command{
 	{"run", "[flags]", "run everything in one process: embedded Kafka, distributor, three\ningesters, querier, compactor; the Loki API on 127.0.0.1:3100", runAllInOne},
 	{"kafka", "[flags]", "run the embedded Kafka broker alone (for other processes,\ncontainers, kcat)", runKafka},
+	{"scenario", "NAME|--list", "run a lab experiment against the system in this process and write\na report (figures, checks, PNG plots); --list shows them all", runScenario},
 }
 
 func usage(w io.Writer) {
 	fmt.Fprint(w, "lokilab: a miniature Loki-like log ingestion system, built as a lab.\n\nUsage:\n")
+	width := 0
+	for _, c := range commands {
+		width = max(width, len("lokilab "+c.name+" "+c.args))
+	}
 	for _, c := range commands {
 		lines := strings.Split(c.summary, "\n")
-		fmt.Fprintf(w, "  %-24s%s\n", "lokilab "+c.name+" "+c.args, lines[0])
+		fmt.Fprintf(w, "  %-*s  %s\n", width, "lokilab "+c.name+" "+c.args, lines[0])
 		for _, l := range lines[1:] {
-			fmt.Fprintf(w, "  %-24s%s\n", "", l)
+			fmt.Fprintf(w, "  %-*s  %s\n", width, "", l)
 		}
 	}
 	fmt.Fprint(w, "\nRun 'lokilab <command> -help' for a command's flags.\n")

@@ -1,0 +1,29 @@
+package scenario
+
+import "context"
+
+// Load is a load generator a scenario drives the system with. The engine
+// depends on this interface only; pkg/loadgen provides the realistic one,
+// and a scenario may bring its own (the tour pushes one batch by hand).
+type Load interface {
+	// Name identifies the load in progress lines and the report.
+	Name() string
+	// Start begins sending to t and returns once it runs; it sends until
+	// Stop or until ctx ends.
+	Start(ctx context.Context, t LoadTarget) error
+	// Stop ends the load and waits for requests in flight.
+	Stop(ctx context.Context) error
+	// Summary is what the load measured (pushes, lines, bytes, status
+	// codes, latency percentiles), for the report's figures table.
+	Summary() []Figure
+}
+
+// LoadTarget is where load goes.
+type LoadTarget struct {
+	// PushURL is the Loki push endpoint, e.g.
+	// http://127.0.0.1:3100/loki/api/v1/push.
+	PushURL string
+	// AuthEnabled says whether X-Scope-OrgID is required; without auth
+	// every push is tenant "fake".
+	AuthEnabled bool
+}
