@@ -25,8 +25,12 @@ type command struct {
 
 // commands lists the subcommands in the order the usage text shows them.
 var commands = []command{
-	{"run", "[flags]", "run everything in one process: embedded Kafka, distributor, three\ningesters, querier, compactor; the Loki API on 127.0.0.1:3100", runAllInOne},
+	{"run", "[flags]", "run everything in one process: embedded Kafka, distributor, three\ningesters, querier, compactor; the Loki API on 127.0.0.1:3100;\n-processes runs each as a separate OS process (to kill -9 one)", runAllInOne},
 	{"kafka", "[flags]", "run the embedded Kafka broker alone (for other processes,\ncontainers, kcat)", runKafka},
+	{"distributor", "[flags]", "run a distributor alone (as cmd/distributor)", distributorCommand},
+	{"ingester", "[flags]", "run an ingester alone (as cmd/ingester)", ingesterCommand},
+	{"querier", "[flags]", "run a querier alone (as cmd/querier)", querierCommand},
+	{"compactor", "[flags]", "run a compactor alone (as cmd/compactor)", compactorCommand},
 	{"scenario", "NAME|--list", "run a lab experiment against the system in this process and write\na report (figures, checks, PNG plots); --list shows them all", runScenario},
 }
 

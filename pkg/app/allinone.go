@@ -47,6 +47,9 @@ type AllInOneConfig struct {
 	// kafka/, chunks and index under store/.
 	DataDir       string             `yaml:"data_dir"`
 	EmbeddedKafka kafka.BrokerConfig `yaml:"embedded_kafka"`
+	// Processes runs the same topology as separate OS processes
+	// (-processes); see processes.go.
+	Processes ProcessesConfig `yaml:"processes"`
 }
 
 // RegisterFlags registers every component's flags plus the lab's own.
@@ -61,6 +64,7 @@ func (c *AllInOneConfig) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.IngesterHTTPBasePort, "ingester.http-base-port", 3101, "HTTP port of the first ingester (the others follow); 0 picks free ports.")
 	fs.StringVar(&c.DataDir, "data.dir", "lokilab-data", "Directory for everything the lab persists.")
 	c.EmbeddedKafka.RegisterFlags(fs)
+	c.Processes.RegisterFlags(fs)
 	// The broker's and the store's directories follow -data.dir unless
 	// set on their own.
 	c.EmbeddedKafka.DataDir = ""
@@ -232,6 +236,7 @@ Try:
   ls -R %[5]s/store | head   (chunks appear after flushes: POST /flush on an ingester)
 
 Ctrl-C stops it cleanly (ingesters flush first); restarting on the same data directory keeps the data.
+'lokilab run -processes' runs the same as separate OS processes, so you can kill -9 one.
 `, httpAddr, kafkaAddr, cfg.Kafka.Topic, partitions, cfg.DataDir, ing.String(), cfg.Compactor.CompactionInterval)
 }
 
