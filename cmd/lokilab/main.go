@@ -31,6 +31,7 @@ var commands = []command{
 	{"ingester", "[flags]", "run an ingester alone (as cmd/ingester)", ingesterCommand},
 	{"querier", "[flags]", "run a querier alone (as cmd/querier)", querierCommand},
 	{"compactor", "[flags]", "run a compactor alone (as cmd/compactor)", compactorCommand},
+	{"query", "'<logql>'", "query the Loki API from the terminal: log and metric queries, labels,\nseries, stats, tail ('lokilab query -help' shows the forms)", runQuery},
 	{"scenario", "NAME|--list", "run a lab experiment against the system in this process and write\na report (figures, checks, PNG plots); --list shows them all", runScenario},
 }
 
