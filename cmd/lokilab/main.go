@@ -31,6 +31,8 @@ var commands = []command{
 	{"ingester", "[flags]", "run an ingester alone (as cmd/ingester)", ingesterCommand},
 	{"querier", "[flags]", "run a querier alone (as cmd/querier)", querierCommand},
 	{"compactor", "[flags]", "run a compactor alone (as cmd/compactor)", compactorCommand},
+	{"load", "[flags]", "push realistic log load (nginx, logfmt, JSON, stack traces) to a push\nendpoint; -ack-log records what was acknowledged", runLoad},
+	{"verify", "[flags]", "read an ack log back through the query API: report acknowledged\nlines missing or duplicated; fails if any is missing", runVerify},
 	{"query", "'<logql>'", "query the Loki API from the terminal: log and metric queries, labels,\nseries, stats, tail ('lokilab query -help' shows the forms)", runQuery},
 	{"scenario", "NAME|--list", "run a lab experiment against the system in this process and write\na report (figures, checks, PNG plots); --list shows them all", runScenario},
 }
