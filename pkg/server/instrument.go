@@ -111,7 +111,10 @@ func (s *Server) instrument(route string, next http.Handler) http.Handler {
 				s.metrics.reqBytes.WithLabelValues(r.Method, route).Observe(float64(r.ContentLength))
 			}
 			level := slog.LevelDebug
-			if status >= 500 {
+			// A 503 from /ready is the answer "not yet", polled by
+			// supervisors and load balancers through every start and
+			// restart: not worth a warning each time.
+			if status >= 500 && !(route == "ready" && status == http.StatusServiceUnavailable) {
 				level = slog.LevelWarn
 			}
 			s.logger.Log(r.Context(), level, "request", "method", r.Method, "route", route, "status", status, "duration", elapsed, "remote", r.RemoteAddr)
