@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lokilab/lokilab/internal/humanize"
 	"github.com/lokilab/lokilab/pkg/lokiclient"
 )
 
@@ -222,43 +223,25 @@ func (p *printer) indexStats(st lokiclient.IndexStats) {
 		return
 	}
 	fmt.Fprintf(p.w, "streams %s, chunks %s, entries %s, bytes %s\n",
-		thousands(int64(st.Streams)), thousands(int64(st.Chunks)), thousands(int64(st.Entries)), humanBytes(int64(st.Bytes)))
+		humanize.Int(int64(st.Streams)), humanize.Int(int64(st.Chunks)), humanize.Int(int64(st.Entries)), humanBytes(int64(st.Bytes)))
 }
 
 // statsLine is -stats' one-line summary of what a query cost.
 func statsLine(st lokiclient.Stats) string {
 	s := st.Summary
 	var b strings.Builder
-	fmt.Fprintf(&b, "stats: %s lines, %s processed in %s", thousands(s.TotalLinesProcessed), humanBytes(s.TotalBytesProcessed),
+	fmt.Fprintf(&b, "stats: %s lines, %s processed in %s", humanize.Int(s.TotalLinesProcessed), humanBytes(s.TotalBytesProcessed),
 		time.Duration(s.ExecTime*float64(time.Second)).Round(time.Microsecond))
 	if s.ExecTime > 0 {
-		fmt.Fprintf(&b, " (%s lines/s, %s/s)", thousands(s.LinesProcessedPerSecond), humanBytes(s.BytesProcessedPerSecond))
+		fmt.Fprintf(&b, " (%s lines/s, %s/s)", humanize.Int(s.LinesProcessedPerSecond), humanBytes(s.BytesProcessedPerSecond))
 	}
-	fmt.Fprintf(&b, "; %d splits; %s entries returned", s.Splits, thousands(int64(s.TotalEntriesReturned)))
+	fmt.Fprintf(&b, "; %d splits; %s entries returned", s.Splits, humanize.Int(int64(s.TotalEntriesReturned)))
 	qs := st.Querier.Store
 	fmt.Fprintf(&b, "; store: %d chunks (%d downloaded, %d from cache), %s compressed, %s decompressed, %s duplicates",
 		qs.TotalChunksRef, qs.TotalChunksDownloaded, st.Cache.Chunk.EntriesFound,
-		humanBytes(qs.Chunk.CompressedBytes), humanBytes(qs.Chunk.DecompressedBytes), thousands(int64(qs.Chunk.TotalDuplicates)))
+		humanBytes(qs.Chunk.CompressedBytes), humanBytes(qs.Chunk.DecompressedBytes), humanize.Int(int64(qs.Chunk.TotalDuplicates)))
 	fmt.Fprintf(&b, "; ingesters: %d reached, %s lines sent, %s duplicates",
-		st.Ingester.TotalReached, thousands(int64(st.Ingester.TotalLinesSent)), thousands(int64(st.Ingester.Store.Chunk.TotalDuplicates)))
-	return b.String()
-}
-
-// thousands writes n with thousands separators: 1,234,567.
-func thousands(n int64) string {
-	s := strconv.FormatInt(n, 10)
-	neg := strings.HasPrefix(s, "-")
-	s = strings.TrimPrefix(s, "-")
-	var b strings.Builder
-	for i, c := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(c)
-	}
-	if neg {
-		return "-" + b.String()
-	}
+		st.Ingester.TotalReached, humanize.Int(int64(st.Ingester.TotalLinesSent)), humanize.Int(int64(st.Ingester.Store.Chunk.TotalDuplicates)))
 	return b.String()
 }
 

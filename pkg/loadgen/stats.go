@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/lokilab/lokilab/internal/humanize"
 )
 
 // Counts are pushes and the lines and line bytes in them.
@@ -79,24 +81,24 @@ func (s *Summary) WriteTo(w io.Writer) (int64, error) {
 	fmt.Fprintf(&b, "run %s (seed %d): %d workers pushed %s for %s to %s\n",
 		s.Run, s.Seed, s.Workers, s.Encoding, s.Elapsed.Round(time.Millisecond), s.URL)
 	fmt.Fprintf(&b, "  sent      %12s lines %10s MB in %s pushes: %s lines/s, %.2f MB/s\n",
-		group(s.Sent.Lines), mb(s.Sent.Bytes), group(s.Sent.Pushes), group(int64(s.LinesPerSecond())), s.MBPerSecond())
+		humanize.Int(s.Sent.Lines), mb(s.Sent.Bytes), humanize.Int(s.Sent.Pushes), humanize.Int(int64(s.LinesPerSecond())), s.MBPerSecond())
 	fmt.Fprintf(&b, "  accepted  %12s lines %10s MB in %s pushes: %.2f MB/s\n",
-		group(s.Accepted.Lines), mb(s.Accepted.Bytes), group(s.Accepted.Pushes), perSecond(s.Accepted.Bytes, s.Elapsed)/(1<<20))
-	fmt.Fprintf(&b, "  rejected  %12s lines", group(s.RejectedLines()))
+		humanize.Int(s.Accepted.Lines), mb(s.Accepted.Bytes), humanize.Int(s.Accepted.Pushes), perSecond(s.Accepted.Bytes, s.Elapsed)/(1<<20))
+	fmt.Fprintf(&b, "  rejected  %12s lines", humanize.Int(s.RejectedLines()))
 	if len(s.Rejected) == 0 {
 		b.WriteString("\n")
 	} else {
 		b.WriteString(", by answer:\n")
 		for _, r := range s.Rejected {
-			fmt.Fprintf(&b, "    %-32s %10s lines in %s pushes\n", r.Outcome.String(), group(r.Lines), group(r.Pushes))
+			fmt.Fprintf(&b, "    %-32s %10s lines in %s pushes\n", r.Outcome.String(), humanize.Int(r.Lines), humanize.Int(r.Pushes))
 		}
 	}
 	l := s.Latency
 	fmt.Fprintf(&b, "  latency   p50 %s  p90 %s  p99 %s  max %s  (%s answered pushes)\n",
-		dur(l.P50), dur(l.P90), dur(l.P99), dur(l.Max), group(int64(l.Count)))
+		dur(l.P50), dur(l.P90), dur(l.P99), dur(l.Max), humanize.Int(int64(l.Count)))
 	if s.AckLog != "" {
 		fmt.Fprintf(&b, "  ack log   %s: %s records of %s accepted lines (check them: lokilab verify -ack-log %s)\n",
-			s.AckLog, group(s.AckRecords), group(s.Accepted.Lines), s.AckLog)
+			s.AckLog, humanize.Int(s.AckRecords), humanize.Int(s.Accepted.Lines), s.AckLog)
 	}
 	n, err := io.WriteString(w, b.String())
 	return int64(n), err
@@ -167,9 +169,9 @@ func progressLine(elapsed time.Duration, prev, cur point) string {
 	lat := cur.lat.sub(prev.lat)
 	var b strings.Builder
 	fmt.Fprintf(&b, "%5s  %s lines/s  %.2f MB/s | accepted %s lines | rejected %s",
-		elapsed.Round(time.Second), group(int64(perSecond(cur.sent.Lines-prev.sent.Lines, d))),
+		elapsed.Round(time.Second), humanize.Int(int64(perSecond(cur.sent.Lines-prev.sent.Lines, d))),
 		perSecond(cur.sent.Bytes-prev.sent.Bytes, d)/(1<<20),
-		group(cur.accepted.Lines), group(cur.sent.Lines-cur.accepted.Lines))
+		humanize.Int(cur.accepted.Lines), humanize.Int(cur.sent.Lines-cur.accepted.Lines))
 	if len(cur.rejected) > 0 {
 		b.WriteString(" (")
 		for i, r := range cur.rejected {
@@ -180,7 +182,7 @@ func progressLine(elapsed time.Duration, prev, cur point) string {
 			if i > 0 {
 				b.WriteString(", ")
 			}
-			fmt.Fprintf(&b, "%s: %s pushes", r.Outcome, group(r.Pushes))
+			fmt.Fprintf(&b, "%s: %s pushes", r.Outcome, humanize.Int(r.Pushes))
 		}
 		b.WriteString(")")
 	}
@@ -213,26 +215,6 @@ func (s *stats) summary(l *Loadgen, elapsed time.Duration) Summary {
 		},
 		AckLog: l.cfg.AckLog,
 	}
-}
-
-// group writes n with thousands separators: 1,234,567.
-func group(n int64) string {
-	s := strconv.FormatInt(n, 10)
-	neg := strings.HasPrefix(s, "-")
-	if neg {
-		s = s[1:]
-	}
-	var b strings.Builder
-	for i, c := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(c)
-	}
-	if neg {
-		return "-" + b.String()
-	}
-	return b.String()
 }
 
 func mb(n int64) string { return strconv.FormatFloat(float64(n)/(1<<20), 'f', 2, 64) }

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lokilab/lokilab/internal/humanize"
 	"github.com/lokilab/lokilab/pkg/labels"
 	"github.com/lokilab/lokilab/pkg/lokiclient"
 )
@@ -142,16 +143,16 @@ func (r *VerifyReport) OK(allowDuplicates bool) bool {
 func (r *VerifyReport) WriteTo(w io.Writer) (int64, error) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "ack log %s: %s records; runs: %s; tenants: %d; streams: %d\n",
-		r.AckLog, group(r.Records), strings.Join(r.Runs, ","), r.Tenants, r.Streams)
-	fmt.Fprintf(&b, "  acknowledged %12s lines\n", group(r.Acked))
-	fmt.Fprintf(&b, "  found        %12s\n", group(r.Found))
-	fmt.Fprintf(&b, "  missing      %12s\n", group(r.Missing))
-	fmt.Fprintf(&b, "  duplicated   %12s (%s extra copies)\n", group(r.Duplicated), group(r.ExtraCopies))
-	fmt.Fprintf(&b, "  unacknowledged but stored %s (pushes answered with an error whose lines were kept: allowed)\n", group(r.Unacked))
+		r.AckLog, humanize.Int(r.Records), strings.Join(r.Runs, ","), r.Tenants, r.Streams)
+	fmt.Fprintf(&b, "  acknowledged %12s lines\n", humanize.Int(r.Acked))
+	fmt.Fprintf(&b, "  found        %12s\n", humanize.Int(r.Found))
+	fmt.Fprintf(&b, "  missing      %12s\n", humanize.Int(r.Missing))
+	fmt.Fprintf(&b, "  duplicated   %12s (%s extra copies)\n", humanize.Int(r.Duplicated), humanize.Int(r.ExtraCopies))
+	fmt.Fprintf(&b, "  unacknowledged but stored %s (pushes answered with an error whose lines were kept: allowed)\n", humanize.Int(r.Unacked))
 	if r.OtherTenant > 0 {
-		fmt.Fprintf(&b, "  returned to another tenant %s (expected when the target has auth off; with auth on, tenants are not isolated)\n", group(r.OtherTenant))
+		fmt.Fprintf(&b, "  returned to another tenant %s (expected when the target has auth off; with auth on, tenants are not isolated)\n", humanize.Int(r.OtherTenant))
 	}
-	fmt.Fprintf(&b, "  read %s entries in %d queries; %d checks in %s\n", group(r.Entries), r.Queries, r.Checks, r.Elapsed.Round(time.Millisecond))
+	fmt.Fprintf(&b, "  read %s entries in %d queries; %d checks in %s\n", humanize.Int(r.Entries), r.Queries, r.Checks, r.Elapsed.Round(time.Millisecond))
 	for _, w := range r.Warnings {
 		fmt.Fprintf(&b, "  warning: %s\n", w)
 	}
@@ -164,7 +165,7 @@ func (r *VerifyReport) WriteTo(w io.Writer) (int64, error) {
 				fmt.Fprintf(&b, "    … and %d more streams\n", len(streams)-i)
 				break
 			}
-			fmt.Fprintf(&b, "    %8s  %s\n", group(r.MissingByStream[s]), s)
+			fmt.Fprintf(&b, "    %8s  %s\n", humanize.Int(r.MissingByStream[s]), s)
 		}
 		b.WriteString("  missing lines, for example:\n")
 		for _, m := range r.MissingExamples {
@@ -206,7 +207,7 @@ func Verify(ctx context.Context, cfg VerifyConfig, log io.Writer) (*VerifyReport
 		}
 		if log != nil {
 			fmt.Fprintf(log, "check %d: %s of %s acknowledged lines missing, %d warnings; checking again in %s\n",
-				r.Checks, group(r.Missing), group(r.Acked), len(r.Warnings), cfg.RetryInterval)
+				r.Checks, humanize.Int(r.Missing), humanize.Int(r.Acked), len(r.Warnings), cfg.RetryInterval)
 		}
 		select {
 		case <-ctx.Done():
