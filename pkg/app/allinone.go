@@ -43,6 +43,18 @@ type AllInOneConfig struct {
 	// listens on base+n. Default 3101. 0 picks free ports (the banner
 	// says which).
 	IngesterHTTPBasePort int `yaml:"ingester_http_base_port"`
+	// Distributors is how many distributors run. Default 1, on the API
+	// port. More run the same distributor on ports of their own
+	// (DistributorHTTPBasePort), each a member of the same ring: the
+	// global rate-limit strategy then divides a tenant's rate by the
+	// healthy distributors, the local one gives each the full rate
+	// (question 2). The querier stays on the API port; a client spreads
+	// its pushes over the distributors itself, as a load balancer would.
+	Distributors int `yaml:"distributors"`
+	// DistributorHTTPBasePort is the HTTP port of the second
+	// distributor; distributor n (from 2) listens on base+n-2. Default
+	// 3120. 0 picks free ports (the banner says which).
+	DistributorHTTPBasePort int `yaml:"distributor_http_base_port"`
 	// DataDir holds everything the lab persists: the broker's log under
 	// kafka/, chunks and index under store/.
 	DataDir       string             `yaml:"data_dir"`
@@ -62,6 +74,8 @@ func (c *AllInOneConfig) RegisterFlags(fs *flag.FlagSet) {
 	c.Querier.RegisterFlags(fs)
 	fs.IntVar(&c.Ingesters, "ingesters", 3, "Number of ingesters to run.")
 	fs.IntVar(&c.IngesterHTTPBasePort, "ingester.http-base-port", 3101, "HTTP port of the first ingester (the others follow); 0 picks free ports.")
+	fs.IntVar(&c.Distributors, "distributors", 1, "Number of distributors; the first serves the API port, the others -distributor.http-base-port and up, all in one ring.")
+	fs.IntVar(&c.DistributorHTTPBasePort, "distributor.http-base-port", 3120, "HTTP port of the second distributor (the others follow); 0 picks free ports.")
 	fs.StringVar(&c.DataDir, "data.dir", "lokilab-data", "Directory for everything the lab persists.")
 	c.EmbeddedKafka.RegisterFlags(fs)
 	c.Processes.RegisterFlags(fs)
@@ -95,6 +109,12 @@ func (c *AllInOneConfig) Validate() error {
 	if c.Ingesters < 0 {
 		err = errors.New("ingesters must not be negative")
 	}
+	if c.Distributors < 0 {
+		err = errors.Join(err, errors.New("distributors must not be negative"))
+	}
+	if c.Processes.Enabled && c.Distributors > 1 {
+		err = errors.Join(err, errors.New("distributors: the processes mode runs one distributor; more run only all in one process"))
+	}
 	ic := c.Ingester
 	ic.InstanceID = "ingester-0"
 	return errors.Join(err, c.DistributorConfig.Validate(), ic.Validate(), c.Reader.Validate(), c.Storage.Validate(), c.Compactor.Validate(), c.Querier.Validate(), c.EmbeddedKafka.Validate())
@@ -107,9 +127,33 @@ func (c *AllInOneConfig) Validate() error {
 // flush and commit what they consumed; the broker closes last. Records
 // not consumed by then wait in the broker's log for the next start.
 func RunAllInOne(ctx context.Context, cfg AllInOneConfig, defaults any, logger *slog.Logger, banner io.Writer) error {
+	return RunAllInOneWith(ctx, cfg, defaults, logger, AllInOneHooks{Banner: banner})
+}
+
+// AllInOneHooks let the caller of RunAllInOneWith watch and steer the
+// process it runs: the lab's scenarios (pkg/scenario) inject broker faults
+// through them. Every field is optional.
+type AllInOneHooks struct {
+	// Banner, if set, receives a summary of what runs where once
+	// everything listens.
+	Banner io.Writer
+	// Broker, if set, is handed the embedded broker once its topic
+	// exists, before any component starts. Its Cluster() is kfake's:
+	// ControlKey, SleepControl and friends inject errors and stalls per
+	// request kind. It must not close the broker.
+	Broker func(*kafka.Broker)
+	// Distributors, if set, is told every distributor's HTTP address
+	// (host:port; the first is the API port's) once they listen, before
+	// they are ready.
+	Distributors func(addrs []string)
+}
+
+// RunAllInOneWith is RunAllInOne with hooks.
+func RunAllInOneWith(ctx context.Context, cfg AllInOneConfig, defaults any, logger *slog.Logger, hooks AllInOneHooks) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
+	banner := hooks.Banner
 	broker, err := kafka.NewBroker(cfg.EmbeddedKafka, logger)
 	if err != nil {
 		return err
@@ -118,6 +162,9 @@ func RunAllInOne(ctx context.Context, cfg AllInOneConfig, defaults any, logger *
 	partitions, err := broker.EnsureTopic(ctx, cfg.Kafka.Topic, cfg.Kafka.AutoCreateTopicDefaultPartitions)
 	if err != nil {
 		return err
+	}
+	if hooks.Broker != nil {
+		hooks.Broker(broker)
 	}
 	// Components reach the broker over loopback TCP like any Kafka client.
 	cfg.Kafka.Address = broker.Addr()
@@ -145,8 +192,34 @@ func RunAllInOne(ctx context.Context, cfg AllInOneConfig, defaults any, logger *
 		}
 		ingesters[n] = ingesterProc{cfg: ic, srv: isrv, reg: ireg}
 	}
+	// Distributors after the first: the same configuration on a port of
+	// their own, with their own registry and ring node, as separate
+	// processes would have.
+	var extra []distributorProc
+	for n := 2; n <= cfg.Distributors; n++ {
+		dc := cfg.DistributorConfig
+		dc.InstanceID = fmt.Sprintf("%s-%d", cfg.InstanceID, n)
+		dc.Server.HTTPListenPort = 0
+		if cfg.DistributorHTTPBasePort > 0 {
+			dc.Server.HTTPListenPort = cfg.DistributorHTTPBasePort + n - 2
+		}
+		dc.Memberlist.BindPort = 0
+		dc.Memberlist.NodeName = ""
+		dsrv, dreg, err := newServer(dc.Server, &dc, nil, logger)
+		if err != nil {
+			return fmt.Errorf("%s: %w", dc.InstanceID, err)
+		}
+		extra = append(extra, distributorProc{cfg: dc, srv: dsrv, reg: dreg})
+	}
+	if hooks.Distributors != nil {
+		addrs := []string{srv.Addr()}
+		for _, dp := range extra {
+			addrs = append(addrs, dp.srv.Addr())
+		}
+		hooks.Distributors(addrs)
+	}
 	if banner != nil {
-		printBanner(banner, srv.Addr(), broker.Addr(), cfg, partitions, ingesters)
+		printBanner(banner, srv.Addr(), broker.Addr(), cfg, partitions, ingesters, extra)
 	}
 
 	// The querier answers on the distributor's port, finding the
@@ -175,14 +248,30 @@ func RunAllInOne(ctx context.Context, cfg AllInOneConfig, defaults any, logger *
 		return runCompactor(gctx, cfg.Compactor, cfg.Storage, cfg.Limits, cfg.RuntimeConfig, nil, reg, logger.With("component", "compactor"))
 	})
 	g.Go(func() error { return qlimits.Run(gctx) })
-	ringReady := make(chan *ring.Ring, 1)
+	ringReady := make(chan *ring.Ring, 1+len(extra))
 	ingestersDone := make(chan struct{})
 	g.Go(func() error {
 		return runDistributor(gctx, cfg.DistributorConfig, srv, reg, logger, distributorHooks{
-			ringReady: func(r *ring.Ring) { qring.r.Store(r); ringReady <- r },
-			ringStop:  ingestersDone,
+			ringReady: func(r *ring.Ring) {
+				qring.r.Store(r)
+				for range 1 + len(extra) {
+					ringReady <- r
+				}
+			},
+			ringStop: ingestersDone,
 		})
 	})
+	for _, dp := range extra {
+		g.Go(func() error {
+			select {
+			case seed := <-ringReady:
+				dp.cfg.Memberlist.JoinMembers = []string{seed.Addr()}
+			case <-gctx.Done():
+				return nil
+			}
+			return runDistributor(gctx, dp.cfg, dp.srv, dp.reg, logger.With("distributor", dp.cfg.InstanceID), distributorHooks{})
+		})
+	}
 	g.Go(func() error {
 		defer close(ingestersDone)
 		var seed *ring.Ring
@@ -201,14 +290,23 @@ func RunAllInOne(ctx context.Context, cfg AllInOneConfig, defaults any, logger *
 	return g.Wait()
 }
 
+type distributorProc struct {
+	cfg DistributorConfig
+	srv *server.Server
+	reg prometheus.Registerer
+}
+
 type ingesterProc struct {
 	cfg IngesterConfig
 	srv *server.Server
 	reg prometheus.Registerer
 }
 
-func printBanner(w io.Writer, httpAddr, kafkaAddr string, cfg AllInOneConfig, partitions int, ingesters []ingesterProc) {
+func printBanner(w io.Writer, httpAddr, kafkaAddr string, cfg AllInOneConfig, partitions int, ingesters []ingesterProc, distributors []distributorProc) {
 	var ing strings.Builder
+	for _, dp := range distributors {
+		fmt.Fprintf(&ing, "  %-15s http://%s/loki/api/v1/push  (/metrics, /ready, /distributor/status; same ring)\n", dp.cfg.InstanceID, dp.srv.Addr())
+	}
 	for _, ip := range ingesters {
 		fmt.Fprintf(&ing, "  %-15s http://%s/ingester/status  (/metrics, /ready, POST /flush)\n", ip.cfg.Ingester.InstanceID, ip.srv.Addr())
 	}

@@ -1,0 +1,143 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/lokilab/lokilab/pkg/config"
+	"github.com/lokilab/lokilab/pkg/kafka"
+)
+
+func freeTCPPort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// TestRunAllInOneWithHooks runs the lab with two distributors and one
+// ingester: the broker hook gets the embedded broker before anything
+// starts, the distributors hook every distributor's address, both
+// distributors take pushes and both are ACTIVE in one ring, so the global
+// rate limit divides by two.
+func TestRunAllInOneWithHooks(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the whole lab")
+	}
+	var cfg AllInOneConfig
+	if err := config.Parse(flag.NewFlagSet("test", flag.ContinueOnError), nil, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	cfg.DataDir = t.TempDir()
+	cfg.Ingesters = 1
+	cfg.Distributors = 2
+	cfg.DistributorHTTPBasePort = 0
+	cfg.IngesterHTTPBasePort = 0
+	cfg.Memberlist.BindPort = 0
+	cfg.Memberlist.LeaveTimeout = time.Second
+	cfg.Server.HTTPListenAddress = "127.0.0.1"
+	cfg.Server.HTTPListenPort = freeTCPPort(t)
+	cfg.EmbeddedKafka.ListenAddress = "127.0.0.1:" + strconv.Itoa(freeTCPPort(t))
+
+	var broker atomic.Pointer[kafka.Broker]
+	var addrs atomic.Pointer[[]string]
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- RunAllInOneWith(ctx, cfg, nil, slog.New(slog.DiscardHandler), AllInOneHooks{
+			Broker:       func(b *kafka.Broker) { broker.Store(b) },
+			Distributors: func(a []string) { addrs.Store(&a) },
+		})
+	}()
+	defer func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil && err != context.Canceled {
+				t.Errorf("RunAllInOneWith: %v", err)
+			}
+		case <-time.After(60 * time.Second):
+			t.Error("the lab did not stop")
+		}
+	}()
+
+	client := &http.Client{Timeout: 5 * time.Second}
+	deadline := time.Now().Add(60 * time.Second)
+	var ds []string
+	for {
+		if time.Now().After(deadline) {
+			t.Fatalf("not ready: addrs %v", ds)
+		}
+		time.Sleep(200 * time.Millisecond)
+		if a := addrs.Load(); a != nil {
+			ds = *a
+		}
+		if len(ds) != 2 {
+			continue
+		}
+		ready := true
+		for _, d := range ds {
+			resp, err := client.Get("http://" + d + "/ready")
+			if err != nil {
+				ready = false
+				break
+			}
+			resp.Body.Close()
+			ready = ready && resp.StatusCode == http.StatusOK
+		}
+		if !ready {
+			continue
+		}
+		var v struct {
+			Instances []struct {
+				Role    string `json:"role"`
+				State   string `json:"state"`
+				Healthy bool   `json:"healthy"`
+			} `json:"instances"`
+		}
+		resp, err := client.Get("http://" + ds[1] + "/ring?format=json")
+		if err != nil {
+			continue
+		}
+		err = json.NewDecoder(resp.Body).Decode(&v)
+		resp.Body.Close()
+		n := 0
+		for _, in := range v.Instances {
+			if in.Role == "distributor" && in.Healthy && in.State == "ACTIVE" {
+				n++
+			}
+		}
+		if err == nil && n == 2 {
+			break
+		}
+	}
+	if ds[0] != "127.0.0.1:"+strconv.Itoa(cfg.Server.HTTPListenPort) || ds[1] == ds[0] {
+		t.Fatalf("distributor addresses %v", ds)
+	}
+	if b := broker.Load(); b == nil || b.Cluster() == nil {
+		t.Fatal("the broker hook was not called")
+	}
+	for _, d := range ds {
+		resp, err := client.Get("http://" + d + "/distributor/status")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s /distributor/status: %d %s", d, resp.StatusCode, b)
+		}
+	}
+}
