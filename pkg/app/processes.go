@@ -73,6 +73,26 @@ type ProcessesConfig struct {
 	// everything it holds first. A SIGKILL loses nothing acknowledged
 	// (Kafka replays it), it only makes the next start replay more.
 	StopTimeout time.Duration `yaml:"stop_timeout"`
+	// MemoryLimits caps processes' memory by name (ingester-2, distributor,
+	// …; "ingesters" for every ingester). Default none. With the cgroup
+	// mode each limited process runs in a cgroup v1 memory group of its
+	// own whose limit the kernel enforces with the OOM killer — a real
+	// SIGKILL, as a container's limit is enforced — and the supervisor
+	// reports the kill (last_exit "oom-killed" in /processes,
+	// lokilab_supervisor_oom_kills_total) and restarts the process like
+	// any other death. Needs root and cgroup v1; it fails at startup
+	// otherwise rather than run without the limit.
+	MemoryLimits MemoryLimits `yaml:"memory_limits"`
+	// MemoryLimitMode is how MemoryLimits are enforced: "cgroup" (default:
+	// a real limit, an OOM kill past it) or "gomemlimit" (the child's
+	// GOMEMLIMIT only: a soft target for Go's garbage collector, which
+	// works harder near it and lets the heap grow past it; nothing is
+	// killed). Choose gomemlimit only where cgroups are not writable, and
+	// know that it shows GC pressure, not an OOM.
+	MemoryLimitMode string `yaml:"memory_limit_mode"`
+	// CgroupRoot is where the cgroup v1 memory controller is mounted.
+	// Default /sys/fs/cgroup/memory.
+	CgroupRoot string `yaml:"cgroup_root"`
 }
 
 // RegisterFlags registers the processes mode's flags.
@@ -84,6 +104,9 @@ func (c *ProcessesConfig) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.CompactorPort, "processes.compactor-port", 3300, "HTTP port of the compactor process.")
 	fs.DurationVar(&c.StartTimeout, "processes.start-timeout", 2*time.Minute, "How long each startup step may take to become ready.")
 	fs.DurationVar(&c.StopTimeout, "processes.stop-timeout", time.Minute, "How long a process may take to stop after SIGTERM before SIGKILL.")
+	fs.Var(&c.MemoryLimits, "processes.memory-limit", "Memory limit of a process, <name>=<size> (e.g. ingester-2=256MiB; \"ingesters\" for all), repeatable or comma-separated: a cgroup v1 memory group per process, OOM-killed past it.")
+	fs.StringVar(&c.MemoryLimitMode, "processes.memory-limit-mode", MemoryLimitCgroup, "How -processes.memory-limit is enforced: cgroup (a real OOM kill; root and cgroup v1) or gomemlimit (GOMEMLIMIT only: a soft GC target, never a kill).")
+	fs.StringVar(&c.CgroupRoot, "processes.cgroup-root", DefaultCgroupMemoryRoot, "Mount point of the cgroup v1 memory controller.")
 }
 
 // Process names, as the banner, the output prefixes and /processes show
@@ -256,6 +279,20 @@ func (p ProcessesConfig) validate(cfg AllInOneConfig) error {
 	if p.StartTimeout <= 0 || p.StopTimeout <= 0 {
 		errs = append(errs, errors.New("processes start and stop timeouts must be positive"))
 	}
+	switch p.MemoryLimitMode {
+	case MemoryLimitCgroup, MemoryLimitGOMEMLIMIT, "":
+	default:
+		errs = append(errs, fmt.Errorf("-processes.memory-limit-mode %q: want cgroup or gomemlimit", p.MemoryLimitMode))
+	}
+	for name := range p.MemoryLimits {
+		known := name == procKafka || name == procDistributor || name == procQuerier || name == procCompactor || name == "ingesters"
+		if n, err := strconv.Atoi(strings.TrimPrefix(name, "ingester-")); err == nil && strings.HasPrefix(name, "ingester-") && n >= 1 && n <= cfg.Ingesters {
+			known = true
+		}
+		if !known {
+			errs = append(errs, fmt.Errorf("-processes.memory-limit names %q, which is not a process (kafka, distributor, ingester-1…ingester-%d, ingesters, querier, compactor)", name, cfg.Ingesters))
+		}
+	}
 	_, kp, err := net.SplitHostPort(cfg.EmbeddedKafka.ListenAddress)
 	kafkaPort, _ := strconv.Atoi(kp)
 	if err != nil {
@@ -314,8 +351,17 @@ type ProcessStatus struct {
 	Addr       string    `json:"addr"`
 	Memberlist string    `json:"memberlist,omitempty"`
 	Since      time.Time `json:"since"` // when State last changed
-	LastExit   string    `json:"last_exit,omitempty"`
-	Command    []string  `json:"command"`
+	// LastExit is how it last ended: "signal: killed", "exit status 1",
+	// or "oom-killed (…)" when its memory cgroup's OOM killer did it.
+	LastExit string   `json:"last_exit,omitempty"`
+	Command  []string `json:"command"`
+	// MemoryLimit is its -processes.memory-limit in bytes (0: none);
+	// Cgroup its memory group's directory (cgroup mode); MemoryUsage the
+	// group's memory.usage_in_bytes now; OOMKills the kills seen.
+	MemoryLimit int64  `json:"memory_limit_bytes,omitempty"`
+	Cgroup      string `json:"cgroup,omitempty"`
+	MemoryUsage int64  `json:"memory_usage_bytes,omitempty"`
+	OOMKills    int    `json:"oom_kills,omitempty"`
 }
 
 // ProcessesStatus is GET /processes.
@@ -343,6 +389,11 @@ type child struct {
 	lastExit  string
 	stopping  bool
 	backoff   time.Duration
+	// memLimit is the process's memory limit (0: none); cg its memory
+	// cgroup in cgroup mode; oomKills the OOM kills seen.
+	memLimit int64
+	cg       *memCgroup
+	oomKills int
 }
 
 // supervisor starts, watches, restarts and stops the children.
@@ -358,11 +409,14 @@ type supervisor struct {
 	mu      sync.Mutex
 	kids    []*child
 	client  *http.Client
+	// rmdir removes a cgroup directory (removeCgroupDir).
+	rmdir func(string) error
 }
 
 type supervisorMetrics struct {
 	up       *prometheus.GaugeVec
 	restarts *prometheus.CounterVec
+	oomKills *prometheus.CounterVec
 }
 
 const (
@@ -409,13 +463,23 @@ func RunProcesses(ctx context.Context, cfg AllInOneConfig, defaults any, logger 
 	if err := checkPortsFree(check); err != nil {
 		return err
 	}
+	if len(cfg.Processes.MemoryLimits) > 0 && cfg.Processes.MemoryLimitMode != MemoryLimitGOMEMLIMIT {
+		if err := checkCgroupRoot(cfg.Processes.cgroupRoot()); err != nil {
+			return err
+		}
+	}
 	reg := server.NewRegistry()
 	s := &supervisor{
 		cfg: cfg.Processes, exe: exe, logger: logger.With("component", "supervisor"),
 		failed: make(chan error, len(plan)), force: make(chan struct{}),
 		metrics: newSupervisorMetrics(reg),
 		client:  &http.Client{Timeout: time.Second, Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}},
+		rmdir:   removeCgroupDir,
 	}
+	reg.MustRegister(newMemoryCollector(s))
+	// The memory cgroups go when the supervisor does, whatever the way out
+	// (their processes are stopped by then: deferred after this).
+	defer s.removeCgroups()
 	backends := map[string]string{}
 	for _, sp := range plan {
 		backends[sp.name] = sp.httpAddr
@@ -447,6 +511,12 @@ func RunProcesses(ctx context.Context, cfg AllInOneConfig, defaults any, logger 
 	}
 	newChild := func(sp *childSpec) (*child, error) {
 		c := &child{childSpec: sp, sup: s, configPath: filepath.Join(dir, sp.name+".yaml")}
+		if err := s.limitMemory(c); err != nil {
+			return nil, err
+		}
+		// Counters from 0, so a plot of them starts before the first death.
+		s.metrics.restarts.WithLabelValues(sp.name)
+		s.metrics.oomKills.WithLabelValues(sp.name)
 		prefix := fmt.Sprintf("%-*s | ", width, sp.name)
 		c.stdout, c.err = &prefixWriter{out: out, prefix: prefix}, &prefixWriter{out: errOut, prefix: prefix, keep: 5}
 		if err := writeConfig(c.configPath, sp); err != nil {
@@ -639,8 +709,22 @@ func (c *child) startLocked() error {
 	// childProcAttr): Ctrl-C in the terminal reaches only the supervisor,
 	// which stops them in order.
 	cmd.SysProcAttr = childProcAttr()
+	if c.memLimit > 0 && c.cg == nil { // gomemlimit mode
+		cmd.Env = append(os.Environ(), "GOMEMLIMIT="+strconv.FormatInt(c.memLimit, 10))
+	}
 	if err := c.sup.spawn(cmd); err != nil {
 		return err
+	}
+	if c.cg != nil {
+		// Into its memory cgroup at once (and again after every restart:
+		// a new process starts in the supervisor's group). What it
+		// allocated before the move moves with it
+		// (memory.move_charge_at_immigrate).
+		if err := c.cg.addPID(cmd.Process.Pid); err != nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			return err
+		}
 	}
 	exited := make(chan struct{})
 	c.cmd, c.exited, c.exitErr = cmd, exited, nil
@@ -680,6 +764,17 @@ func (c *child) exitedWith(cmd *exec.Cmd, err error) {
 	pid, ran := cmd.Process.Pid, time.Since(c.startedAt)
 	c.cmd, c.exitErr = nil, err
 	c.lastExit = describeExit(cmd.ProcessState, err)
+	if c.cg != nil && c.cg.oomKilled(killedBySIGKILL(cmd.ProcessState)) {
+		c.oomKills++
+		s.metrics.oomKills.WithLabelValues(c.name).Inc()
+		limit := config.ByteSize(c.cg.limit)
+		if v, err := c.cg.readUint("memory.limit_in_bytes"); err == nil { // changed at runtime, maybe
+			limit = config.ByteSize(v)
+		}
+		c.lastExit = fmt.Sprintf("oom-killed (%s; memory cgroup limit %s, %s)", c.lastExit, limit, c.cg.dir)
+		s.logger.Error("process OOM-killed: its memory cgroup hit its limit and the kernel's OOM killer sent SIGKILL",
+			"process", c.name, "pid", pid, "limit", limit.String(), "cgroup", c.cg.dir, "oom_kills", c.oomKills)
+	}
 	s.metrics.up.WithLabelValues(c.name).Set(0)
 	switch {
 	case c.stopping:
@@ -910,7 +1005,16 @@ func (s *supervisor) status(ctx context.Context) []ProcessStatus {
 	for i, c := range kids {
 		c.mu.Lock()
 		st := ProcessStatus{Name: c.name, State: c.state, Restarts: c.restarts, Memberlist: c.memberlist,
-			Since: c.since, LastExit: c.lastExit, Addr: c.httpAddr, Command: append([]string{"lokilab"}, redacted(c.args())...)}
+			Since: c.since, LastExit: c.lastExit, Addr: c.httpAddr, Command: append([]string{"lokilab"}, redacted(c.args())...),
+			MemoryLimit: c.memLimit, OOMKills: c.oomKills}
+		if c.cg != nil {
+			st.Cgroup = c.cg.dir
+			cur, _ := c.cg.usage()
+			st.MemoryUsage = int64(cur)
+			if v, err := c.cg.readUint("memory.limit_in_bytes"); err == nil {
+				st.MemoryLimit = int64(v)
+			}
+		}
 		if c.cmd != nil {
 			st.PID = c.cmd.Process.Pid
 		}
@@ -954,8 +1058,12 @@ func newSupervisorMetrics(reg prometheus.Registerer) supervisorMetrics {
 			Name: "lokilab_supervisor_process_restarts_total",
 			Help: "Times the supervisor restarted a process that had died.",
 		}, []string{"process"}),
+		oomKills: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lokilab_supervisor_oom_kills_total",
+			Help: "Times a process was killed by its memory cgroup's OOM killer (-processes.memory-limit).",
+		}, []string{"process"}),
 	}
-	reg.MustRegister(m.up, m.restarts)
+	reg.MustRegister(m.up, m.restarts, m.oomKills)
 	return m
 }
 
@@ -1104,4 +1212,65 @@ Try:
 
 Ctrl-C stops them in order: distributor, ingesters (flush and commit), querier, compactor, kafka.
 `, table.String(), gateway, cfg.Kafka.Topic, partitions, cfg.DataDir, configDir, fmt.Sprint("kill -9 ", ingester.PID), ingester.Name)
+}
+
+// cgroupRoot is CgroupRoot or its default.
+func (p ProcessesConfig) cgroupRoot() string {
+	if p.CgroupRoot == "" {
+		return DefaultCgroupMemoryRoot
+	}
+	return p.CgroupRoot
+}
+
+// limitMemory gives c its memory limit, if it has one: a memory cgroup of
+// its own in cgroup mode, GOMEMLIMIT in its environment (startLocked)
+// otherwise.
+func (s *supervisor) limitMemory(c *child) error {
+	limit := s.cfg.MemoryLimits.For(c.name)
+	if limit <= 0 {
+		return nil
+	}
+	c.memLimit = limit
+	if s.cfg.MemoryLimitMode == MemoryLimitGOMEMLIMIT {
+		s.logger.Warn("memory limit as GOMEMLIMIT only: a soft target for the garbage collector, not a kill; the process may grow past it",
+			"process", c.name, "gomemlimit", config.ByteSize(limit).String())
+		return nil
+	}
+	g, err := newMemCgroup(s.cfg.cgroupRoot(), cgroupName(os.Getpid(), c.name), limit)
+	if err != nil {
+		return fmt.Errorf("%s: %w", c.name, err)
+	}
+	c.cg = g
+	s.logger.Info("memory limit: a cgroup of its own, OOM-killed past it", "process", c.name,
+		"limit", config.ByteSize(limit).String(), "cgroup", g.dir)
+	return nil
+}
+
+// removeCgroups deletes every child's memory cgroup; their processes have
+// exited by then.
+func (s *supervisor) removeCgroups() {
+	s.mu.Lock()
+	kids := slices.Clone(s.kids)
+	s.mu.Unlock()
+	for _, c := range kids {
+		c.mu.Lock()
+		g := c.cg
+		c.mu.Unlock()
+		if g == nil {
+			continue
+		}
+		if err := g.remove(s.rmdir); err != nil {
+			s.logger.Error("memory cgroup left behind: remove it with rmdir", "process", c.name, "err", err)
+		}
+	}
+}
+
+// killedBySIGKILL says whether a process ended on SIGKILL, as the OOM
+// killer ends it.
+func killedBySIGKILL(ps *os.ProcessState) bool {
+	if ps == nil {
+		return false
+	}
+	ws, ok := ps.Sys().(syscall.WaitStatus)
+	return ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL
 }

@@ -1,6 +1,9 @@
 package app
 
-import "syscall"
+import (
+	"os"
+	"syscall"
+)
 
 // childProcAttr puts a child in a process group of its own, so that Ctrl-C
 // in the terminal (SIGINT to the foreground group) reaches only the
@@ -14,3 +17,21 @@ import "syscall"
 func childProcAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 }
+
+// removeCgroupDir removes a memory cgroup: rmdir on cgroupfs, whose
+// control files are not files to delete; a plain directory (a test's fake
+// root) is removed with its files.
+func removeCgroupDir(dir string) error {
+	err := os.Remove(dir)
+	if err == nil || os.IsNotExist(err) {
+		return err
+	}
+	var st syscall.Statfs_t
+	if serr := syscall.Statfs(dir, &st); serr == nil && st.Type != cgroupSuperMagic {
+		return os.RemoveAll(dir)
+	}
+	return err
+}
+
+// cgroupSuperMagic is cgroup v1's filesystem type (CGROUP_SUPER_MAGIC).
+const cgroupSuperMagic = 0x27e0eb

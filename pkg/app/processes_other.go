@@ -2,7 +2,10 @@
 
 package app
 
-import "syscall"
+import (
+	"os"
+	"syscall"
+)
 
 // childProcAttr sets nothing outside Linux: children share the terminal's
 // process group, so Ctrl-C reaches them all at once (they still stop
@@ -10,3 +13,7 @@ import "syscall"
 // of a supervisor killed with SIGKILL outlive it (pgrep lokilab finds
 // them). processes_linux.go has both.
 func childProcAttr() *syscall.SysProcAttr { return nil }
+
+// removeCgroupDir removes a directory standing for a memory cgroup; there
+// are no cgroups outside Linux, only a test's fake root.
+func removeCgroupDir(dir string) error { return os.RemoveAll(dir) }
