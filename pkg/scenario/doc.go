@@ -7,8 +7,11 @@
 // component's /metrics (Sampler), calls the scenario's Run with an Env, then
 // stops everything and writes the report directory: report.md (hypothesis,
 // knobs, figures, checks, plots, what to look at, code to read, the fault
-// hooks available), one PNG per plot, samples.csv and system.log. A failed
-// check fails the run; so does a plot with no data, and a run with no
+// hooks available), one PNG per plot, samples.csv and system.log. A
+// scenario whose Processes says so gets the system as separate OS
+// processes instead (StartProcesses, processes.go: `lokilab run
+// -processes` as a child), for kills, restarts and real memory limits. A
+// failed check fails the run; so does a plot with no data, and a run with no
 // checks at all.
 //
 // # Writing a scenario

@@ -31,6 +31,10 @@ type Options struct {
 	// SampleInterval is the /metrics sampling interval; default 250ms in
 	// short mode, 500ms otherwise.
 	SampleInterval time.Duration
+	// Binary is the lokilab binary a scenario in processes mode runs
+	// (`lokilab run -processes`); default this process's executable,
+	// which is right for `lokilab scenario` and wrong for a test binary.
+	Binary string
 }
 
 // Result is how a run ended.
@@ -110,7 +114,7 @@ func (e *Env) Since() time.Duration { return time.Since(e.start) }
 // when Run returns, if the scenario has not, and adds its summary to the
 // figures.
 func (e *Env) StartLoad(ctx context.Context, l Load) error {
-	if err := l.Start(ctx, LoadTarget{PushURL: e.Sys.API + "/loki/api/v1/push", AuthEnabled: e.Sys.Config.AuthEnabled}); err != nil {
+	if err := l.Start(ctx, LoadTarget{PushURL: e.Sys.API + "/loki/api/v1/push", AuthEnabled: e.Sys.Config.AuthEnabled, Dir: e.Dir, Sampler: e.Sampler}); err != nil {
 		return fmt.Errorf("load %s: %w", l.Name(), err)
 	}
 	e.mu.Lock()
@@ -208,8 +212,7 @@ func Run(ctx context.Context, s *Scenario, opts Options) (*Result, error) {
 		return nil, err
 	}
 	defer logf.Close()
-	env.Logf("starting the system under test (all in one process, data in %s)", dataDir)
-	sys, err := StartInProcess(ctx, cfg, logf)
+	sys, err := startSystem(ctx, s, knobs, cfg, opts.Binary, logf, env.Logf)
 	if err != nil {
 		fail(fmt.Errorf("starting the system: %w", err))
 		return finish(nil)
@@ -284,7 +287,7 @@ func clearReportDir(dir string) error {
 	}
 	for _, de := range des {
 		switch n := de.Name(); {
-		case n == "report.md", n == "samples.csv", n == "system.log", n == "data", filepath.Ext(n) == ".png":
+		case n == "report.md", n == "samples.csv", n == "system.log", n == "data", filepath.Ext(n) == ".png", filepath.Ext(n) == ".acks":
 		default:
 			return fmt.Errorf("scenario: %s holds %s, which no report writes: choose a new or empty report directory", dir, n)
 		}

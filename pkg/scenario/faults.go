@@ -9,7 +9,13 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/lokilab/lokilab/pkg/storage"
 )
@@ -90,7 +96,7 @@ func (e *NotBuiltError) Is(target error) bool { return target == ErrNotBuilt }
 // each needs from pkg/app, so the gap is visible in every report.
 const (
 	whyKill    = "RunAllInOne runs every component in one errgroup with one context; one ingester cannot be killed without flushing, or started again. Needs the processes mode (one OS process per component) or a per-ingester context from pkg/app."
-	whyKafka   = "RunAllInOne builds the embedded broker internally and does not expose its kfake cluster, so no kfake.Fault or ControlKey can be installed. Needs a hook in pkg/app handing out *kafka.Broker (its Cluster())."
+	whyKafka   = "this system has no embedded broker handed out: the in-process system gets it from app.AllInOneHooks.Broker (RunAllInOneWith); a system with an external broker cannot install kfake faults."
 	whyMemory  = "all components share one process here, so GOMEMLIMIT or a cgroup would limit them all at once. Needs the processes mode (per-process GOMEMLIMIT, cgroup v1 memory.limit_in_bytes where root)."
 	whyClock   = "RunAllInOne does not take a clock; ingester.Deps.Now exists but pkg/app does not pass one, and the compactor and querier read time.Now. Needs a Now func in AllInOneConfig's dependencies."
 	whyRestart = "no component of RunAllInOne can be started again once stopped. Needs the processes mode or a per-ingester lifecycle in pkg/app."
@@ -100,11 +106,15 @@ const (
 type inProcessFaults struct{ sys *System }
 
 func (f inProcessFaults) Capabilities() []Capability {
+	kafkaCap := Capability{"KafkaFault", false, whyKafka}
+	if f.sys.broker.Load() != nil {
+		kafkaCap = Capability{"KafkaFault", true, "kfake on the embedded broker (app.AllInOneHooks.Broker): an error code via Cluster.Fault (rejected before the broker stores anything), a delay via ControlKey + SleepControl (the request is held, then handled normally); per request kind, a count or until cleared"}
+	}
 	return []Capability{
 		{"StopComponent", true, "ingester-N: POST /ingester/shutdown on its HTTP port (flush, commit, hand over, leave the ring)"},
 		{"KillComponent", false, whyKill},
 		{"RestartComponent", false, whyRestart},
-		{"KafkaFault", false, whyKafka},
+		kafkaCap,
 		{"StoreFault", true, "PUT /ingester/faults/store on each ingester (pkg/storage FaultBucket): errors, latency, per operation and key prefix"},
 		{"MemoryLimit", false, whyMemory},
 		{"AdvanceClock", false, whyClock},
@@ -127,12 +137,119 @@ func (f inProcessFaults) RestartComponent(context.Context, string) error {
 	return &NotBuiltError{"RestartComponent", whyRestart}
 }
 
-func (f inProcessFaults) KafkaFault(context.Context, KafkaFault) error {
-	return &NotBuiltError{"KafkaFault", whyKafka}
+func (f inProcessFaults) KafkaFault(_ context.Context, kf KafkaFault) error {
+	b := f.sys.broker.Load()
+	if b == nil {
+		return &NotBuiltError{"KafkaFault", whyKafka}
+	}
+	return f.sys.kafkaFault.add(b.Cluster(), kf)
 }
 
 func (f inProcessFaults) ClearKafkaFaults(context.Context) error {
-	return &NotBuiltError{"ClearKafkaFaults", whyKafka}
+	if f.sys.broker.Load() == nil {
+		return &NotBuiltError{"ClearKafkaFaults", whyKafka}
+	}
+	f.sys.kafkaFault.clear()
+	return nil
+}
+
+// kafkaFaultState is what a system's Kafka faults installed, so
+// ClearKafkaFaults can take it all back.
+type kafkaFaultState struct {
+	mu      sync.Mutex
+	handles []*kfake.FaultHandle
+	// wake is closed by clear: every request held by a delay fault is
+	// released at once, and their control functions drop themselves.
+	wake chan struct{}
+}
+
+// requestKey maps a request kind ("produce", "offset_commit",
+// "OffsetCommit") to its Kafka API key.
+func requestKey(name string) (kmsg.Key, error) {
+	norm := func(s string) string { return strings.ToLower(strings.ReplaceAll(s, "_", "")) }
+	for k := int16(0); k < 128; k++ {
+		if n := kmsg.NameForKey(k); n != "" && norm(n) == norm(name) {
+			return kmsg.Key(k), nil
+		}
+	}
+	return 0, fmt.Errorf("unknown Kafka request kind %q (e.g. produce, fetch, offset_commit, metadata)", name)
+}
+
+func (s *kafkaFaultState) add(c *kfake.Cluster, kf KafkaFault) error {
+	key, err := requestKey(kf.Request)
+	if err != nil {
+		return err
+	}
+	if kf.ErrorCode == 0 && kf.Delay <= 0 {
+		return errors.New("KafkaFault: neither an error code nor a delay")
+	}
+	if kf.Count < 0 {
+		return errors.New("KafkaFault: negative count")
+	}
+	var kerrErr *kerr.Error
+	if kf.ErrorCode != 0 {
+		e := kerr.ErrorForCode(kf.ErrorCode)
+		if !errors.As(e, &kerrErr) || kerrErr.Code != kf.ErrorCode {
+			return fmt.Errorf("KafkaFault: unknown Kafka error code %d", kf.ErrorCode)
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.wake == nil {
+		s.wake = make(chan struct{})
+	}
+	if kf.Delay > 0 {
+		// Hold each matching request for Delay (or until cleared), then
+		// let the broker handle it: a stall, as a broker with a stuck
+		// disk or a network partition shows it. The error, if any, is
+		// answered after the delay by the fault below.
+		wake := s.wake
+		// Control functions run concurrently once one sleeps.
+		var left atomic.Int64
+		left.Store(int64(kf.Count))
+		c.ControlKey(key.Int16(), func(kmsg.Request) (kmsg.Response, error, bool) {
+			select {
+			case <-wake:
+				c.DropControl()
+				return nil, nil, false
+			default:
+			}
+			c.KeepControl()
+			if kf.Count > 0 && left.Add(-1) <= 0 {
+				c.DropControl()
+			}
+			c.SleepControl(func() {
+				t := time.NewTimer(kf.Delay)
+				defer t.Stop()
+				select {
+				case <-t.C:
+				case <-wake:
+				}
+			})
+			return nil, nil, false
+		})
+	}
+	if kerrErr != nil {
+		count := kf.Count
+		if count == 0 {
+			count = -1
+		}
+		s.handles = append(s.handles, c.Fault(kfake.Fault{Keys: []kmsg.Key{key}, Err: kerrErr, Count: count}))
+	}
+	return nil
+}
+
+func (s *kafkaFaultState) clear() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, h := range s.handles {
+		h.Remove()
+	}
+	s.handles = nil
+	if s.wake != nil {
+		close(s.wake)
+		s.wake = nil
+	}
 }
 
 func (f inProcessFaults) MemoryLimit(context.Context, string, int64) error {

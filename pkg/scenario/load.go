@@ -26,4 +26,10 @@ type LoadTarget struct {
 	// AuthEnabled says whether X-Scope-OrgID is required; without auth
 	// every push is tenant "fake".
 	AuthEnabled bool
+	// Dir is the report directory: where a load writes its files (an ack
+	// log named *.acks). Empty outside a run.
+	Dir string
+	// Sampler, if set, is the run's sampler: a load may Record what its
+	// client saw (pushes by outcome, latency) as series to plot.
+	Sampler *Sampler
 }

@@ -377,6 +377,32 @@ func (s *Sampler) record(target string, now time.Time, fams map[string]*dto.Metr
 	}
 }
 
+// Record adds a point the scenario measured itself rather than scraped
+// (a load's pushes by outcome, as its client saw them) to the series of
+// target, name and labels, so plots, Select and samples.csv show it beside
+// the system's own series. Points of one series must come in time order.
+// The same bounds apply as to scraped series.
+func (s *Sampler) Record(target, name string, labels map[string]string, counter bool, p Point) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	key := target + ":" + name + labelString(labels)
+	ser := s.series[key]
+	if ser == nil {
+		if len(s.series) >= s.cfg.MaxSeries {
+			s.stats.DroppedSeries++
+			return
+		}
+		ser = &Series{Target: target, Name: name, Labels: maps.Clone(labels), Counter: counter}
+		s.series[key] = ser
+		s.order = append(s.order, key)
+	}
+	if len(ser.Points) >= s.cfg.MaxPoints {
+		ser.Points = halve(ser.Points)
+		s.stats.Halvings++
+	}
+	ser.Points = append(ser.Points, p)
+}
+
 // halve keeps every other point, and always the last.
 func halve[T any](ps []T) []T {
 	last := len(ps) - 1

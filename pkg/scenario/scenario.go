@@ -52,6 +52,11 @@ type Scenario struct {
 	// Budget bounds Run (the system's start and stop are extra); the short
 	// budget applies with -short. Zero means two minutes, and one.
 	Budget, ShortBudget time.Duration
+	// Processes, if set and true for the run's knobs, runs the system
+	// under test as separate OS processes (`lokilab run -processes`,
+	// StartProcesses) instead of in this process: for scenarios that kill
+	// a component, restart it or give it a real memory limit.
+	Processes func(k Values) bool
 	// Run drives the experiment. It records figures and checks through
 	// env; it returns an error only when it could not run the experiment
 	// at all (a failed expectation is a failed check, not an error).
@@ -70,6 +75,9 @@ type CodeRef struct {
 func All() []*Scenario {
 	all := []*Scenario{
 		Tour(),
+		IngesterOOM(),
+		KafkaOutage(),
+		NoisyNeighbor(),
 	}
 	slices.SortStableFunc(all, func(a, b *Scenario) int { return a.Question - b.Question })
 	return all

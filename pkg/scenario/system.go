@@ -14,10 +14,12 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/lokilab/lokilab/pkg/app"
 	"github.com/lokilab/lokilab/pkg/config"
+	"github.com/lokilab/lokilab/pkg/kafka"
 	"github.com/lokilab/lokilab/pkg/server"
 )
 
@@ -47,10 +49,22 @@ type System struct {
 	Ingesters []Component
 	// StoreDir is the filesystem object store's root.
 	StoreDir string
+	// Distributors are every distributor's HTTP endpoint: the first is
+	// the API port's ("distributor"), the others (Config.Distributors > 1)
+	// "distributor-2", … on ports of their own, in the same ring.
+	Distributors []Component
+
+	// broker is the embedded broker, handed out by RunAllInOneWith: the
+	// Kafka fault hooks install kfake faults through it.
+	broker     atomic.Pointer[kafka.Broker]
+	distAddrs  atomic.Pointer[[]string]
+	kafkaFault kafkaFaultState
 
 	client *http.Client
 	cancel context.CancelFunc
 	done   chan error
+	// procs is set in processes mode (StartProcesses, processes.go).
+	procs *processesSys
 }
 
 // LabConfig returns the configuration scenarios run the system with: the
@@ -72,6 +86,7 @@ func LabConfig(dataDir string) (app.AllInOneConfig, error) {
 	}
 	cfg.DataDir = dataDir
 	cfg.IngesterHTTPBasePort = 0
+	cfg.DistributorHTTPBasePort = 0
 	cfg.Memberlist.BindPort = 0
 	cfg.Memberlist.LeaveTimeout = time.Second
 	cfg.Ingester.FlushCheckPeriod = time.Second
@@ -134,7 +149,11 @@ func startOnce(ctx context.Context, cfg app.AllInOneConfig, logger *slog.Logger)
 		cancel:        cancel,
 		done:          make(chan error, 1),
 	}
-	go func() { sys.done <- app.RunAllInOne(runCtx, cfg, nil, logger, nil) }()
+	hooks := app.AllInOneHooks{
+		Broker:       func(b *kafka.Broker) { sys.broker.Store(b) },
+		Distributors: func(addrs []string) { sys.distAddrs.Store(&addrs) },
+	}
+	go func() { sys.done <- app.RunAllInOneWith(runCtx, cfg, nil, logger, hooks) }()
 	if err := sys.waitReady(ctx); err != nil {
 		stopCtx, c := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer c()
@@ -260,6 +279,34 @@ func (s *System) checkReady(ctx context.Context, ingesters int) error {
 			return fmt.Errorf("%s: %w", in.Name, err)
 		}
 	}
+	var dists []Component
+	if a := s.distAddrs.Load(); a != nil {
+		for i, addr := range *a {
+			name := "distributor"
+			if i > 0 {
+				name = fmt.Sprintf("distributor-%d", i+1)
+			}
+			dists = append(dists, Component{Name: name, URL: "http://" + addr})
+		}
+	}
+	if want := max(s.Config.Distributors, 1); len(dists) != want {
+		return fmt.Errorf("%d of %d distributors listening", len(dists), want)
+	}
+	healthy := 0
+	for _, in := range v.Instances {
+		if in.Role == "distributor" && in.Healthy && in.State == "ACTIVE" {
+			healthy++
+		}
+	}
+	if healthy != len(dists) {
+		return fmt.Errorf("%d of %d distributors ACTIVE in the ring", healthy, len(dists))
+	}
+	for _, d := range dists[1:] {
+		if err := s.ready(ctx, d.URL); err != nil {
+			return fmt.Errorf("%s: %w", d.Name, err)
+		}
+	}
+	s.Distributors = dists
 	slices.SortFunc(ings, func(a, b Component) int { return strings.Compare(a.Name, b.Name) })
 	s.Ingesters = ings
 	s.Partitions = len(v.Partitions)
@@ -285,6 +332,12 @@ func (s *System) Ingester(name string) (Component, error) {
 // ingester under its name.
 func (s *System) MetricsTargets() []Target {
 	ts := []Target{{Name: "distributor", URL: s.API + "/metrics"}}
+	for _, d := range s.Distributors[min(1, len(s.Distributors)):] {
+		ts = append(ts, Target{Name: d.Name, URL: d.URL + "/metrics"})
+	}
+	if s.procs != nil { // each process has its own; the API port's are the supervisor's
+		ts = append([]Target(nil), s.procs.targets...)
+	}
 	for _, in := range s.Ingesters {
 		ts = append(ts, Target{Name: in.Name, URL: in.URL + "/metrics"})
 	}
@@ -292,7 +345,12 @@ func (s *System) MetricsTargets() []Target {
 }
 
 // Faults returns the fault hooks of this system.
-func (s *System) Faults() Faults { return inProcessFaults{s} }
+func (s *System) Faults() Faults {
+	if s.procs != nil {
+		return processesFaults{s}
+	}
+	return inProcessFaults{s}
+}
 
 // Describe lists where everything runs, for the report.
 func (s *System) Describe() []string {
@@ -300,8 +358,15 @@ func (s *System) Describe() []string {
 		fmt.Sprintf("Loki API, `/metrics`, `/ring`, `/config`, `/debug/pprof/`: %s", s.API),
 		fmt.Sprintf("Kafka (embedded kfake): %s, topic %q, %d partitions, consumer group %q", s.Kafka, s.Topic, s.Partitions, s.ConsumerGroup),
 	}
+	for _, d := range s.Distributors[min(1, len(s.Distributors)):] {
+		out = append(out, fmt.Sprintf("%s: %s (push, `/metrics`, `/distributor/status`, `/ring`)", d.Name, d.URL))
+	}
 	for _, in := range s.Ingesters {
 		out = append(out, fmt.Sprintf("%s: %s (`/ingester/status`, `/metrics`, `POST /flush`)", in.Name, in.URL))
+	}
+	if s.procs != nil {
+		out = append(out, fmt.Sprintf("processes mode: `%s run -config.file %s`; `GET %s/processes` lists pids, restarts, last exits and memory cgroups; each process's `/metrics` is on its own port: %s",
+			filepath.Base(s.procs.binary), filepath.ToSlash(s.procs.config), s.API, targetList(s.procs.targets)))
 	}
 	out = append(out, fmt.Sprintf("object store (filesystem): `%s` (removed after the run unless -keep-data)", filepath.ToSlash(s.StoreDir)))
 	return out
@@ -321,4 +386,12 @@ func (s *System) Stop(ctx context.Context) error {
 	case <-ctx.Done():
 		return fmt.Errorf("the system did not stop in time: %w", ctx.Err())
 	}
+}
+
+func targetList(ts []Target) string {
+	parts := make([]string, len(ts))
+	for i, t := range ts {
+		parts[i] = t.Name + " " + t.URL
+	}
+	return strings.Join(parts, ", ")
 }
