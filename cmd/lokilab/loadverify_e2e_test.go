@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -168,4 +169,60 @@ func waitLoadCond(t *testing.T, d time.Duration, what string, cond func() bool) 
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// TestLoadVerifyProcessesIngesterKill9 is the same promise against the
+// multi-process lab, as issue 5 states it: `lokilab load` pushes through
+// the gateway of `lokilab run -processes`, one ingester process is
+// SIGKILLed midway (the supervisor restarts it; it replays its partitions
+// from the committed offsets), and `lokilab verify` finds every
+// acknowledged line exactly once.
+func TestLoadVerifyProcessesIngesterKill9(t *testing.T) {
+	args := processesArgs(t, t.TempDir(),
+		"-ingester.flush-check-period", "300ms", "-ingester.chunks-idle-period", "500ms")
+	gw := "http://" + args.gateway
+	sup := start(t, "lokilab run -processes", bin.lokilab, args.args...)
+	sup.waitOutput("lokilab is running as separate processes")
+	waitReady(t, gw+"/ready")
+
+	ackLog := filepath.Join(t.TempDir(), "acks.log")
+	const loadFor = 10 * time.Second
+	loadStart := time.Now()
+	load := start(t, "lokilab load", bin.lokilab, "load", "-url", gw+"/loki/api/v1/push",
+		"-duration", loadFor.String(), "-rate", "1500", "-tenants", "2", "-streams", "6", "-batch", "50",
+		"-concurrency", "3", "-push-timeout", "5s", "-ack-log", ackLog, "-seed", "11")
+	waitLoadCond(t, 10*time.Second, "acknowledged pushes in the ack log", func() bool { return ackRecords(t, ackLog) > 0 })
+	time.Sleep(time.Until(loadStart.Add(4 * time.Second)))
+	victim := getProcesses(t, gw)["ingester-2"]
+	if err := syscall.Kill(victim.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	before := ackRecords(t, ackLog)
+	select {
+	case <-load.done:
+	case <-time.After(loadFor + 30*time.Second):
+		t.Fatal("lokilab load did not finish")
+	}
+	t.Logf("lokilab load:\n%s", load.out.String())
+	if load.err != nil {
+		t.Fatalf("lokilab load failed: %v", load.err)
+	}
+	if after := ackRecords(t, ackLog); after <= before {
+		t.Fatalf("no push was acknowledged after the kill (%d ack records at the kill, %d at the end)", before, after)
+	}
+	if p := getProcesses(t, gw)["ingester-2"]; p.Restarts != 1 || p.PID == victim.PID {
+		t.Errorf("ingester-2 after the kill: pid %d (was %d), %d restarts; want a restart", p.PID, victim.PID, p.Restarts)
+	}
+
+	verify := exec.Command(bin.lokilab, "verify", "-url", gw, "-ack-log", ackLog, "-wait", "60s", "-retry-interval", "1s")
+	vout, err := verify.CombinedOutput()
+	t.Logf("lokilab verify:\n%s", vout)
+	if err != nil {
+		t.Fatalf("lokilab verify failed after an ingester's SIGKILL: %v", err)
+	}
+	if acked := reportNumber(t, string(vout), `acknowledged\s+([\d,]+) lines`); acked < 1000 ||
+		reportNumber(t, string(vout), `missing\s+([\d,]+)`) != 0 || reportNumber(t, string(vout), `duplicated\s+([\d,]+)`) != 0 {
+		t.Fatalf("verify's report is not every acknowledged line found once")
+	}
+	interrupt(t, sup)
 }
