@@ -89,7 +89,7 @@ func TestReportRenders(t *testing.T) {
 	r.AddTable(Table{Title: "Hops", Header: []string{"#", "hop"}, Rows: [][]string{{"1", "push"}}})
 	r.AddCheck(Check{Name: "went up", Want: "up", Got: "up", Pass: true})
 	r.AddBars(Bars{File: "bars.png", Title: "Latency", YLabel: "ms", Labels: []string{"a", "b", "c"}, Values: []float64{1, 5, 2}})
-	r.caps = inProcessFaults{}.Capabilities()
+	r.caps = inProcessFaults{sys: &System{}}.Capabilities()
 	dir := t.TempDir()
 	path, err := r.Write(dir, sampler)
 	if err != nil {
