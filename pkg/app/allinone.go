@@ -333,6 +333,12 @@ Try:
 
   ls -R %[5]s/store | head   (chunks appear after flushes: POST /flush on an ingester)
 
+Then (in another terminal; 'go run ./cmd/lokilab' is 'lokilab'):
+  lokilab load -duration 30s -ack-log acks.log   realistic load with a live progress line
+  lokilab verify -ack-log acks.log               prove every acknowledged line is queryable, once
+  lokilab query -stats '{job="lokilab-load"} |= "error"'
+  lokilab scenario --list                        experiments with reports: tour, noisy-neighbor, …
+
 Ctrl-C stops it cleanly (ingesters flush first); restarting on the same data directory keeps the data.
 'lokilab run -processes' runs the same as separate OS processes, so you can kill -9 one.
 `, httpAddr, kafkaAddr, cfg.Kafka.Topic, partitions, cfg.DataDir, ing.String(), cfg.Compactor.CompactionInterval)
