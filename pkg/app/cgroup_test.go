@@ -135,8 +135,18 @@ func TestCgroupRootNotWritableFailsLoudly(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "gomemlimit") || !strings.Contains(err.Error(), "soft GC target") {
 		t.Errorf("checkCgroupRoot = %v, want a clear error naming the gomemlimit fallback for what it is", err)
 	}
+	// Free ports: the refusal must be the cgroup's, not a port taken by
+	// another lab on this machine.
+	base := freeBlock(t, 12)
 	cfg := defaultAllInOne(t, "-processes", "-data.dir", t.TempDir(), "-processes.memory-limit", "ingester-2=256MiB",
-		"-processes.cgroup-root", filepath.Join(t.TempDir(), "none"))
+		"-processes.cgroup-root", filepath.Join(t.TempDir(), "none"),
+		"-server.http-listen-port", "0",
+		"-kafka.broker.listen-address", fmt.Sprintf("127.0.0.1:%d", base),
+		"-processes.distributor-port", fmt.Sprint(base+1),
+		"-processes.querier-port", fmt.Sprint(base+2),
+		"-processes.compactor-port", fmt.Sprint(base+3),
+		"-ingester.http-base-port", fmt.Sprint(base+4),
+		"-memberlist.bind-port", fmt.Sprint(base+7))
 	logger, _ := server.NewLogger(io.Discard, "error", "logfmt")
 	err = RunProcesses(context.Background(), cfg, nil, logger, "/bin/false", io.Discard, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "cgroup v1's memory controller") {
