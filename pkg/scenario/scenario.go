@@ -78,6 +78,7 @@ func All() []*Scenario {
 		IngesterOOM(),
 		KafkaOutage(),
 		NoisyNeighbor(),
+		Rebalance(),
 	}
 	slices.SortStableFunc(all, func(a, b *Scenario) int { return a.Question - b.Question })
 	return all

@@ -19,6 +19,7 @@ import (
 
 	"github.com/lokilab/lokilab/pkg/app"
 	"github.com/lokilab/lokilab/pkg/config"
+	"github.com/lokilab/lokilab/pkg/ingester"
 	"github.com/lokilab/lokilab/pkg/kafka"
 	"github.com/lokilab/lokilab/pkg/server"
 )
@@ -252,6 +253,9 @@ func (s *System) waitReady(ctx context.Context) error {
 func (s *System) checkReady(ctx context.Context, ingesters int) error {
 	if err := s.ready(ctx, s.API); err != nil {
 		return err
+	}
+	if s.procs != nil && s.Config.Ingester.Ownership == ingester.OwnershipGroup {
+		return s.checkReadyGroup(ctx, ingesters) // not in the ring: see rebalance.go
 	}
 	v, err := s.Ring(ctx)
 	if err != nil {
