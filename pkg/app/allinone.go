@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
@@ -146,6 +147,13 @@ type AllInOneHooks struct {
 	// (host:port; the first is the API port's) once they listen, before
 	// they are ready.
 	Distributors func(addrs []string)
+	// Now, if set, is the clock of the distributors (timestamp
+	// validation), ingesters (chunk ages, idle periods), querier (default
+	// ranges, query_ingesters_within) and compactor (retention): a
+	// scenario moves it forward to show what hours or days do. Memberlist
+	// heartbeats and Kafka keep real time — a jump must not make every
+	// peer look dead.
+	Now func() time.Time
 }
 
 // RunAllInOneWith is RunAllInOne with hooks.
@@ -236,7 +244,7 @@ func RunAllInOneWith(ctx context.Context, cfg AllInOneConfig, defaults any, logg
 	var qring lateRing
 	q, err := querier.New(cfg.Querier, querier.Deps{
 		Bucket: qstore.Bucket, Ingesters: &qring, Limits: qlimits, AuthEnabled: cfg.AuthEnabled,
-		Registerer: reg, Logger: logger.With("component", "querier"),
+		Registerer: reg, Logger: logger.With("component", "querier"), Now: hooks.Now,
 	})
 	if err != nil {
 		return err
@@ -245,7 +253,7 @@ func RunAllInOneWith(ctx context.Context, cfg AllInOneConfig, defaults any, logg
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		return runCompactor(gctx, cfg.Compactor, cfg.Storage, cfg.Limits, cfg.RuntimeConfig, nil, reg, logger.With("component", "compactor"))
+		return runCompactor(gctx, cfg.Compactor, cfg.Storage, cfg.Limits, cfg.RuntimeConfig, nil, reg, logger.With("component", "compactor"), hooks.Now)
 	})
 	g.Go(func() error { return qlimits.Run(gctx) })
 	ringReady := make(chan *ring.Ring, 1+len(extra))
@@ -259,6 +267,7 @@ func RunAllInOneWith(ctx context.Context, cfg AllInOneConfig, defaults any, logg
 				}
 			},
 			ringStop: ingestersDone,
+			now:      hooks.Now,
 		})
 	})
 	for _, dp := range extra {
@@ -269,7 +278,7 @@ func RunAllInOneWith(ctx context.Context, cfg AllInOneConfig, defaults any, logg
 			case <-gctx.Done():
 				return nil
 			}
-			return runDistributor(gctx, dp.cfg, dp.srv, dp.reg, logger.With("distributor", dp.cfg.InstanceID), distributorHooks{})
+			return runDistributor(gctx, dp.cfg, dp.srv, dp.reg, logger.With("distributor", dp.cfg.InstanceID), distributorHooks{now: hooks.Now})
 		})
 	}
 	g.Go(func() error {
@@ -283,7 +292,7 @@ func RunAllInOneWith(ctx context.Context, cfg AllInOneConfig, defaults any, logg
 		ig, _ := errgroup.WithContext(gctx)
 		for _, ip := range ingesters {
 			ip.cfg.Memberlist.JoinMembers = []string{seed.Addr()}
-			ig.Go(func() error { return runIngester(gctx, ip.cfg, ip.srv, ip.reg, logger) })
+			ig.Go(func() error { return runIngester(gctx, ip.cfg, ip.srv, ip.reg, logger, hooks.Now) })
 		}
 		return ig.Wait()
 	})

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -31,7 +32,9 @@ func freeTCPPort(t *testing.T) int {
 // ingester: the broker hook gets the embedded broker before anything
 // starts, the distributors hook every distributor's address, both
 // distributors take pushes and both are ACTIVE in one ring, so the global
-// rate limit divides by two.
+// rate limit divides by two. The clock hook reaches the distributors: a
+// line stamped now is accepted, and refused as too old once the lab's
+// clock is moved eight days on.
 func TestRunAllInOneWithHooks(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts the whole lab")
@@ -53,12 +56,14 @@ func TestRunAllInOneWithHooks(t *testing.T) {
 
 	var broker atomic.Pointer[kafka.Broker]
 	var addrs atomic.Pointer[[]string]
+	var ahead atomic.Int64 // how far the lab's clock is ahead of real time
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
 		done <- RunAllInOneWith(ctx, cfg, nil, slog.New(slog.DiscardHandler), AllInOneHooks{
 			Broker:       func(b *kafka.Broker) { broker.Store(b) },
 			Distributors: func(a []string) { addrs.Store(&a) },
+			Now:          func() time.Time { return time.Now().Add(time.Duration(ahead.Load())) },
 		})
 	}()
 	defer func() {
@@ -138,6 +143,28 @@ func TestRunAllInOneWithHooks(t *testing.T) {
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {
 			t.Fatalf("%s /distributor/status: %d %s", d, resp.StatusCode, b)
+		}
+	}
+
+	push := func(d string) (int, string) {
+		body := `{"streams":[{"stream":{"app":"clock"},"values":[["` + strconv.FormatInt(time.Now().UnixNano(), 10) + `","tick"]]}]}`
+		resp, err := client.Post("http://"+d+"/loki/api/v1/push", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	for _, d := range ds {
+		if code, body := push(d); code != http.StatusNoContent {
+			t.Fatalf("%s: a line stamped now: %d %s", d, code, body)
+		}
+	}
+	ahead.Store(int64(8 * 24 * time.Hour))
+	for _, d := range ds {
+		if code, body := push(d); code != http.StatusBadRequest || !strings.Contains(body, "timestamp too old") {
+			t.Errorf("%s: a line stamped now, the clock 8 days on: %d %s, want 400 timestamp too old", d, code, body)
 		}
 	}
 }

@@ -101,6 +101,9 @@ type distributorHooks struct {
 	// node they gossip through is still there, instead of everyone leaving
 	// at once and each waiting out its leave timeout.
 	ringStop <-chan struct{}
+	// now, if set, is the clock the distributor validates timestamps
+	// against (a scenario's clock control); nil is time.Now.
+	now func() time.Time
 }
 
 // runDistributor runs the distributor on srv.
@@ -188,6 +191,7 @@ func runDistributor(ctx context.Context, cfg DistributorConfig, srv *server.Serv
 			AuthEnabled: cfg.AuthEnabled,
 			Registerer:  reg,
 			Logger:      logger.With("component", "distributor"),
+			Now:         hooks.now,
 		})
 		if err != nil {
 			return err

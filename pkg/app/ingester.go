@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"log/slog"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
@@ -55,12 +56,13 @@ func RunIngester(ctx context.Context, cfg IngesterConfig, configView, defaults a
 	if err != nil {
 		return err
 	}
-	return runIngester(ctx, cfg, srv, reg, logger)
+	return runIngester(ctx, cfg, srv, reg, logger, nil)
 }
 
 // runIngester runs one ingester on srv. In the all-in-one process several
-// run side by side, each with its own server, ring node and registry.
-func runIngester(ctx context.Context, cfg IngesterConfig, srv *server.Server, reg prometheus.Registerer, logger *slog.Logger) error {
+// run side by side, each with its own server, ring node and registry. now
+// is its clock for chunk ages and idle periods (nil: time.Now).
+func runIngester(ctx context.Context, cfg IngesterConfig, srv *server.Server, reg prometheus.Registerer, logger *slog.Logger, now func() time.Time) error {
 	logger = logger.With("component", "ingester", "instance", cfg.Ingester.InstanceID)
 	store, err := storage.New(cfg.Storage, "ingester", reg, logger)
 	if err != nil {
@@ -69,7 +71,7 @@ func runIngester(ctx context.Context, cfg IngesterConfig, srv *server.Server, re
 	defer store.Close()
 
 	var r *ring.Ring
-	deps := ingester.Deps{Kafka: cfg.Kafka, Reader: cfg.Reader, Bucket: store.Bucket, AuthEnabled: cfg.AuthEnabled, Registerer: reg, Logger: logger}
+	deps := ingester.Deps{Kafka: cfg.Kafka, Reader: cfg.Reader, Bucket: store.Bucket, AuthEnabled: cfg.AuthEnabled, Registerer: reg, Logger: logger, Now: now}
 	if cfg.Ingester.Ownership == ingester.OwnershipRing {
 		self := ring.InstanceDesc{ID: cfg.Ingester.InstanceID, Addr: srv.Addr(), Role: "ingester"}
 		r, err = ring.New(cfg.Memberlist, self, reg, logger.With("component", "ring"))

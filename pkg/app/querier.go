@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
@@ -165,11 +166,11 @@ func RunCompactor(ctx context.Context, cfg CompactorConfig, configView, defaults
 		return err
 	}
 	logger = logger.With("component", "compactor")
-	return runCompactor(ctx, cfg.Compactor, cfg.Storage, cfg.Limits, cfg.RuntimeConfig, srv, reg, logger)
+	return runCompactor(ctx, cfg.Compactor, cfg.Storage, cfg.Limits, cfg.RuntimeConfig, srv, reg, logger, nil)
 }
 
 // runCompactor runs the compactor; srv, if not nil, is served too.
-func runCompactor(ctx context.Context, cfg compactor.Config, sc storage.Config, defaults tenant.Limits, rc tenant.RuntimeConfig, srv *server.Server, reg prometheus.Registerer, logger *slog.Logger) error {
+func runCompactor(ctx context.Context, cfg compactor.Config, sc storage.Config, defaults tenant.Limits, rc tenant.RuntimeConfig, srv *server.Server, reg prometheus.Registerer, logger *slog.Logger, now func() time.Time) error {
 	store, err := storage.New(sc, "compactor", reg, logger)
 	if err != nil {
 		return err
@@ -185,7 +186,7 @@ func runCompactor(ctx context.Context, cfg compactor.Config, sc storage.Config, 
 	if err != nil {
 		return err
 	}
-	comp, err := compactor.New(cfg, store.Bucket, limits, reg, logger, nil)
+	comp, err := compactor.New(cfg, store.Bucket, limits, reg, logger, now)
 	if err != nil {
 		return fmt.Errorf("compactor: %w", err)
 	}

@@ -98,7 +98,7 @@ const (
 	whyKill    = "RunAllInOne runs every component in one errgroup with one context; one ingester cannot be killed without flushing, or started again. Needs the processes mode (one OS process per component) or a per-ingester context from pkg/app."
 	whyKafka   = "this system has no embedded broker handed out: the in-process system gets it from app.AllInOneHooks.Broker (RunAllInOneWith); a system with an external broker cannot install kfake faults."
 	whyMemory  = "all components share one process here, so GOMEMLIMIT or a cgroup would limit them all at once. Needs the processes mode (per-process GOMEMLIMIT, cgroup v1 memory.limit_in_bytes where root)."
-	whyClock   = "RunAllInOne does not take a clock; ingester.Deps.Now exists but pkg/app does not pass one, and the compactor and querier read time.Now. Needs a Now func in AllInOneConfig's dependencies."
+	whyClock   = "each process reads its own clock here; only the in-process system (app.AllInOneHooks.Now) can be moved forward."
 	whyRestart = "no component of RunAllInOne can be started again once stopped. Needs the processes mode or a per-ingester lifecycle in pkg/app."
 )
 
@@ -117,7 +117,7 @@ func (f inProcessFaults) Capabilities() []Capability {
 		kafkaCap,
 		{"StoreFault", true, "PUT /ingester/faults/store on each ingester (pkg/storage FaultBucket): errors, latency, per operation and key prefix"},
 		{"MemoryLimit", false, whyMemory},
-		{"AdvanceClock", false, whyClock},
+		{"AdvanceClock", true, "the distributors', ingesters', querier's and compactor's clock (app.AllInOneHooks.Now) moves forward; memberlist and Kafka keep real time"},
 	}
 }
 
@@ -256,8 +256,12 @@ func (f inProcessFaults) MemoryLimit(context.Context, string, int64) error {
 	return &NotBuiltError{"MemoryLimit", whyMemory}
 }
 
-func (f inProcessFaults) AdvanceClock(context.Context, time.Duration) error {
-	return &NotBuiltError{"AdvanceClock", whyClock}
+func (f inProcessFaults) AdvanceClock(_ context.Context, d time.Duration) error {
+	if d < 0 {
+		return fmt.Errorf("AdvanceClock(%s): the clock only moves forward", d)
+	}
+	f.sys.ahead.Add(int64(d))
+	return nil
 }
 
 func (f inProcessFaults) storeTargets(component string) ([]Component, error) {

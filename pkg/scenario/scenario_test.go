@@ -194,7 +194,6 @@ func TestFaultHooks(t *testing.T) {
 		"KafkaFault":       func() error { return f.KafkaFault(ctx, KafkaFault{Request: "produce", ErrorCode: 7}) },
 		"ClearKafkaFaults": func() error { return f.ClearKafkaFaults(ctx) },
 		"MemoryLimit":      func() error { return f.MemoryLimit(ctx, "ingester-0", 64<<20) },
-		"AdvanceClock":     func() error { return f.AdvanceClock(ctx, time.Hour) },
 	} {
 		err := call()
 		var nb *NotBuiltError
@@ -202,16 +201,27 @@ func TestFaultHooks(t *testing.T) {
 			t.Errorf("%s = %v; want a NotBuiltError saying why", name, err)
 		}
 	}
+	// The clock moves forward, never back.
+	before := sys.now()
+	if err := f.AdvanceClock(ctx, 48*time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if d := sys.now().Sub(before); d < 48*time.Hour || d > 49*time.Hour {
+		t.Errorf("the clock moved %s, want 48h", d)
+	}
+	if err := f.AdvanceClock(ctx, -time.Hour); err == nil {
+		t.Error("the clock moved back")
+	}
 	rep.mu.Lock()
 	defer rep.mu.Unlock()
-	if len(rep.faults) != 4+6 {
-		t.Fatalf("%d fault calls recorded, want 10", len(rep.faults))
+	if len(rep.faults) != 4+5+2 {
+		t.Fatalf("%d fault calls recorded, want 11", len(rep.faults))
 	}
 	built := map[string]bool{}
 	for _, c := range sys.Faults().Capabilities() {
 		built[c.Hook] = c.Built
 	}
-	if !built["StoreFault"] || !built["StopComponent"] || built["KafkaFault"] || built["KillComponent"] {
+	if !built["StoreFault"] || !built["StopComponent"] || !built["AdvanceClock"] || built["KafkaFault"] || built["KillComponent"] {
 		t.Fatalf("capabilities %v", built)
 	}
 }

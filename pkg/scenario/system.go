@@ -57,8 +57,11 @@ type System struct {
 
 	// broker is the embedded broker, handed out by RunAllInOneWith: the
 	// Kafka fault hooks install kfake faults through it.
-	broker     atomic.Pointer[kafka.Broker]
-	distAddrs  atomic.Pointer[[]string]
+	broker    atomic.Pointer[kafka.Broker]
+	distAddrs atomic.Pointer[[]string]
+	// ahead is how far the in-process system's clock runs ahead of real
+	// time (ns): AdvanceClock adds to it (app.AllInOneHooks.Now).
+	ahead      atomic.Int64
 	kafkaFault kafkaFaultState
 
 	client *http.Client
@@ -153,6 +156,7 @@ func startOnce(ctx context.Context, cfg app.AllInOneConfig, logger *slog.Logger)
 	hooks := app.AllInOneHooks{
 		Broker:       func(b *kafka.Broker) { sys.broker.Store(b) },
 		Distributors: func(addrs []string) { sys.distAddrs.Store(&addrs) },
+		Now:          sys.now,
 	}
 	go func() { sys.done <- app.RunAllInOneWith(runCtx, cfg, nil, logger, hooks) }()
 	if err := sys.waitReady(ctx); err != nil {
@@ -196,6 +200,10 @@ func (v RingView) Owner(p int32) (string, bool) {
 	}
 	return "", false
 }
+
+// now is the in-process system's clock: real time plus what AdvanceClock
+// added.
+func (s *System) now() time.Time { return time.Now().Add(time.Duration(s.ahead.Load())) }
 
 // Ring reads the distributor's view of the ring.
 func (s *System) Ring(ctx context.Context) (RingView, error) {
