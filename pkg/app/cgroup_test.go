@@ -137,16 +137,8 @@ func TestCgroupRootNotWritableFailsLoudly(t *testing.T) {
 	}
 	// Free ports: the refusal must be the cgroup's, not a port taken by
 	// another lab on this machine.
-	base := freeBlock(t, 12)
-	cfg := defaultAllInOne(t, "-processes", "-data.dir", t.TempDir(), "-processes.memory-limit", "ingester-2=256MiB",
-		"-processes.cgroup-root", filepath.Join(t.TempDir(), "none"),
-		"-server.http-listen-port", "0",
-		"-kafka.broker.listen-address", fmt.Sprintf("127.0.0.1:%d", base),
-		"-processes.distributor-port", fmt.Sprint(base+1),
-		"-processes.querier-port", fmt.Sprint(base+2),
-		"-processes.compactor-port", fmt.Sprint(base+3),
-		"-ingester.http-base-port", fmt.Sprint(base+4),
-		"-memberlist.bind-port", fmt.Sprint(base+7))
+	cfg := defaultAllInOne(t, append(freePortFlags(t), "-processes", "-data.dir", t.TempDir(), "-processes.memory-limit", "ingester-2=256MiB",
+		"-processes.cgroup-root", filepath.Join(t.TempDir(), "none"))...)
 	logger, _ := server.NewLogger(io.Discard, "error", "logfmt")
 	err = RunProcesses(context.Background(), cfg, nil, logger, "/bin/false", io.Discard, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "cgroup v1's memory controller") {
@@ -164,16 +156,8 @@ func TestCgroupSupervisorCreatesAndRemovesGroups(t *testing.T) {
 		t.Skip("no sh")
 	}
 	root := fakeCgroupRoot(t)
-	base := freeBlock(t, 12)
-	cfg := defaultAllInOne(t, "-processes", "-data.dir", t.TempDir(), "-log.level", "error",
-		"-server.http-listen-port", "0",
-		"-kafka.broker.listen-address", fmt.Sprintf("127.0.0.1:%d", base),
-		"-processes.distributor-port", fmt.Sprint(base+1),
-		"-processes.querier-port", fmt.Sprint(base+2),
-		"-processes.compactor-port", fmt.Sprint(base+3),
-		"-ingester.http-base-port", fmt.Sprint(base+4),
-		"-memberlist.bind-port", fmt.Sprint(base+7),
-		"-processes.memory-limit", "kafka=64MiB", "-processes.cgroup-root", root)
+	cfg := defaultAllInOne(t, append(freePortFlags(t), "-processes", "-data.dir", t.TempDir(), "-log.level", "error",
+		"-processes.memory-limit", "kafka=64MiB", "-processes.cgroup-root", root)...)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var logs strings.Builder

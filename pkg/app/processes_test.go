@@ -184,6 +184,23 @@ func TestGatewayPassesWebsockets(t *testing.T) {
 	}
 }
 
+// freePortFlags gives every process of -processes a free port (one
+// block: TCP and UDP, as memberlist needs both), so that a test never
+// meets a lab someone else runs on the defaults.
+func freePortFlags(t *testing.T) []string {
+	t.Helper()
+	base := freeBlock(t, 12)
+	return []string{
+		"-server.http-listen-port", "0",
+		"-kafka.broker.listen-address", fmt.Sprintf("127.0.0.1:%d", base),
+		"-processes.distributor-port", fmt.Sprint(base + 1),
+		"-processes.querier-port", fmt.Sprint(base + 2),
+		"-processes.compactor-port", fmt.Sprint(base + 3),
+		"-ingester.http-base-port", fmt.Sprint(base + 4),
+		"-memberlist.bind-port", fmt.Sprint(base + 7),
+	}
+}
+
 func defaultAllInOne(t *testing.T, args ...string) AllInOneConfig {
 	t.Helper()
 	var cfg AllInOneConfig
@@ -379,15 +396,7 @@ func TestAProcessFailingAtStartupEndsTheSupervisor(t *testing.T) {
 	if err != nil {
 		t.Skip("no sh")
 	}
-	base := freeBlock(t, 12)
-	cfg := defaultAllInOne(t, "-processes", "-data.dir", t.TempDir(), "-log.level", "error",
-		"-server.http-listen-port", "0",
-		"-kafka.broker.listen-address", fmt.Sprintf("127.0.0.1:%d", base),
-		"-processes.distributor-port", fmt.Sprint(base+1),
-		"-processes.querier-port", fmt.Sprint(base+2),
-		"-processes.compactor-port", fmt.Sprint(base+3),
-		"-ingester.http-base-port", fmt.Sprint(base+4),
-		"-memberlist.bind-port", fmt.Sprint(base+7))
+	cfg := defaultAllInOne(t, append(freePortFlags(t), "-processes", "-data.dir", t.TempDir(), "-log.level", "error")...)
 	var out, errOut strings.Builder
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -40,11 +40,7 @@ func runIngesterOOMTest(t *testing.T, knobs map[string]string) *Result {
 // drains and nothing acknowledged is lost.
 func TestIngesterOOMProtectedSurvives(t *testing.T) {
 	res := runIngesterOOMTest(t, nil)
-	for _, c := range res.Checks {
-		if !c.Pass {
-			t.Errorf("check failed: %s: got %s, want %s", c.Name, c.Got, c.Want)
-		}
-	}
+	requirePassed(t, res)
 }
 
 // TestIngesterOOMBrokenKnobFailsNoOOMCheck: the protected run's

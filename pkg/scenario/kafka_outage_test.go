@@ -39,6 +39,18 @@ func runScenarioForTest(t *testing.T, s *Scenario, knobs map[string]string) (*Re
 	return res, dir
 }
 
+// requirePassed fails the test on every failed check, and unless the run
+// recorded checks and passed: a run with no checks must not pass a test.
+func requirePassed(t *testing.T, res *Result) {
+	t.Helper()
+	for _, c := range res.Failed() {
+		t.Errorf("check failed: %s: got %s, want %s", c.Name, c.Got, c.Want)
+	}
+	if len(res.Checks) == 0 || !res.Passed {
+		t.Fatalf("the run did not pass (%d checks)", len(res.Checks))
+	}
+}
+
 // failedChecks names the checks of res that failed.
 func failedChecks(res *Result) []string {
 	var out []string
@@ -53,14 +65,7 @@ func failedChecks(res *Result) []string {
 // broker recovers, and every acknowledged line is there once.
 func TestKafkaOutage(t *testing.T) {
 	res, dir := runScenarioForTest(t, KafkaOutage(), nil)
-	for _, c := range res.Checks {
-		if !c.Pass {
-			t.Errorf("check failed: %s: got %s, want %s", c.Name, c.Got, c.Want)
-		}
-	}
-	if !res.Passed {
-		t.Fatal("kafka-outage did not pass")
-	}
+	requirePassed(t, res)
 	b, err := os.ReadFile(res.Report)
 	if err != nil {
 		t.Fatal(err)

@@ -13,14 +13,7 @@ import (
 // (local) their limit, the quiet tenant keeps its acceptance and latency.
 func TestNoisyNeighbor(t *testing.T) {
 	res, dir := runScenarioForTest(t, NoisyNeighbor(), nil)
-	for _, c := range res.Checks {
-		if !c.Pass {
-			t.Errorf("check failed: %s: got %s, want %s", c.Name, c.Got, c.Want)
-		}
-	}
-	if !res.Passed {
-		t.Fatal("noisy-neighbor did not pass")
-	}
+	requirePassed(t, res)
 	b, err := os.ReadFile(res.Report)
 	if err != nil {
 		t.Fatal(err)

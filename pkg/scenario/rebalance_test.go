@@ -38,11 +38,7 @@ func runRebalanceTest(t *testing.T, knobs map[string]string) *Result {
 // either. Short mode: about 65s (two systems in processes mode).
 func TestRebalanceRingAndGroup(t *testing.T) {
 	res := runRebalanceTest(t, nil)
-	for _, c := range res.Checks {
-		if !c.Pass {
-			t.Errorf("check failed: %s: got %s, want %s", c.Name, c.Got, c.Want)
-		}
-	}
+	requirePassed(t, res)
 	var sawRing, sawGroup bool
 	for _, c := range res.Checks {
 		sawRing = sawRing || strings.HasPrefix(c.Name, "ring: ")

@@ -1,33 +1,15 @@
 package scenario
 
 import (
-	"bytes"
-	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 )
 
 func runTourForTest(t *testing.T, knobs map[string]string) (*Result, string) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("starts the whole system")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	var progress bytes.Buffer
-	dir := t.TempDir()
-	start := time.Now()
-	res, err := Run(ctx, Tour(), Options{Short: true, Dir: dir, Knobs: knobs, Progress: &progress})
-	t.Logf("tour %v took %s:\n%s", knobs, time.Since(start).Round(time.Millisecond), progress.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res.Err != nil {
-		t.Fatalf("the run stopped early: %v", res.Err)
-	}
+	res, dir := runScenarioForTest(t, Tour(), knobs)
 	if _, err := os.Stat(filepath.Join(dir, "data")); !os.IsNotExist(err) {
 		t.Errorf("the data directory was not removed: %v", err)
 	}
@@ -38,14 +20,7 @@ func runTourForTest(t *testing.T, knobs map[string]string) (*Result, string) {
 // check passes and the report renders with its plots.
 func TestTour(t *testing.T) {
 	res, dir := runTourForTest(t, nil)
-	for _, c := range res.Checks {
-		if !c.Pass {
-			t.Errorf("check failed: %s: got %s, want %s", c.Name, c.Got, c.Want)
-		}
-	}
-	if !res.Passed {
-		t.Fatal("the tour did not pass")
-	}
+	requirePassed(t, res)
 	b, err := os.ReadFile(res.Report)
 	if err != nil {
 		t.Fatal(err)
