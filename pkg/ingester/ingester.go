@@ -65,6 +65,9 @@ type Ring interface {
 	RemoveOwner(partition int32)
 	SetState(s ring.InstanceState)
 	Changes() <-chan struct{}
+	// WaitJoined waits until the ring shows the cluster rather than this
+	// node alone (or gives up after the heartbeat timeout); see ringLoop.
+	WaitJoined(ctx context.Context) bool
 }
 
 // Deps are the ingester's collaborators.

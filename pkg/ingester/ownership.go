@@ -29,9 +29,30 @@ import (
 //     the ring's timeout it is not healthy, and the new owner replays from
 //     the last commit. Nothing is lost; replayed lines are duplicates the
 //     read path removes.
+//
+// Nothing is reconciled before the ring has joined the cluster. Until its
+// first push/pull with a peer, the ring shows this instance alone: every
+// partition looks desired here and held by no one, so a restarted ingester
+// would take all of them — partitions the survivors are consuming — and
+// hand most back a moment later, two owners reading and flushing the same
+// records in between. (No line is lost that way, but the duplicate work
+// and the offsets committed out of order are exactly what the handover
+// protocol exists to prevent.)
+//
+// The protocol has one window it does not close: ingesters that join at
+// the same moment may each take a partition before gossip shows them the
+// other's claim. Ownership here is gossip, not consensus; the second owner
+// sees the first within a gossip interval and the extra copy costs
+// duplicates, never lines.
 func (i *Ingester) ringLoop(ctx context.Context) error {
 	if err := i.checkRingPartitions(ctx); err != nil {
 		return err
+	}
+	if !i.ring.WaitJoined(ctx) {
+		if ctx.Err() != nil {
+			return nil
+		}
+		i.logger.Warn("ring: no peer answered within the heartbeat timeout; owning partitions from this node's view alone")
 	}
 	t := time.NewTicker(time.Second)
 	defer t.Stop()

@@ -4,6 +4,8 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
+	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -28,6 +30,13 @@ type ringMember struct {
 
 func (h *harness) startRingMember(id string, join ...string) *ringMember {
 	h.t.Helper()
+	return h.startRingMemberWith(id, nil, join...)
+}
+
+// startRingMemberWith is startRingMember with a chance to change the ring's
+// configuration first.
+func (h *harness) startRingMemberWith(id string, adjust func(*ring.Config), join ...string) *ringMember {
+	h.t.Helper()
 	var rc ring.Config
 	rc.RegisterFlags(flag.NewFlagSet("", flag.ContinueOnError))
 	rc.BindPort = 0
@@ -38,6 +47,9 @@ func (h *harness) startRingMember(id string, join ...string) *ringMember {
 	rc.HeartbeatPeriod = 100 * time.Millisecond
 	rc.HeartbeatTimeout = time.Second
 	rc.LeaveTimeout = time.Second
+	if adjust != nil {
+		adjust(&rc)
+	}
 	reg := prometheus.NewRegistry()
 	r, err := ring.New(rc, ring.InstanceDesc{ID: id, Addr: id, Role: "ingester"}, reg, nil)
 	if err != nil {
@@ -192,5 +204,81 @@ func TestRingPartitionsMustMatchTheTopic(t *testing.T) {
 	err = ing.Run(ctx)
 	if err == nil || !strings.Contains(err.Error(), "set -ring.partitions=3") {
 		t.Fatalf("Run with 12 ring partitions over a 3-partition topic: %v", err)
+	}
+}
+
+// TestRingJoinerTakesOnlyItsShare: an ingester that starts (or restarts)
+// next to running owners takes only the partitions the ring gives it, and
+// only after their owners hand them over — even when its join is slow.
+// Before the ingester waited for its ring to join, it saw itself alone, took
+// all six partitions while a and b were still consuming them, and gave most
+// back once gossip arrived: two owners of the same records in between.
+//
+// The join is made slow on purpose: c's only join address is a port where
+// nothing listens yet; 300 ms later a forwarder to a's gossip port opens
+// there, and c's retries reach a through it.
+func TestRingJoinerTakesOnlyItsShare(t *testing.T) {
+	h := newHarness(t, 6)
+	a := h.startRingMember("ingester-a")
+	b := h.startRingMember("ingester-b", a.ring.Addr())
+	kafkatest.Eventually(t, "two ingesters sharing all partitions", func() bool {
+		o := owned(a, b)
+		return coverage(6, a, b) && len(o["ingester-a"]) > 0 && len(o["ingester-b"]) > 0
+	})
+	h.produce("t", "before", 6, 10)
+
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	latePort := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	c := h.startRingMemberWith("ingester-c", func(rc *ring.Config) {
+		// Long enough that c does not give up waiting for the join.
+		rc.HeartbeatTimeout = 10 * time.Second
+	}, fmt.Sprintf("127.0.0.1:%d", latePort))
+
+	time.Sleep(300 * time.Millisecond) // c is retrying its join meanwhile
+	if o := owned(c)["ingester-c"]; len(o) > 0 {
+		t.Errorf("ingester-c owns %v before its ring joined anyone", o)
+	}
+	// Now open the door: a TCP forwarder to a's gossip port (memberlist's
+	// join is one push/pull over TCP; gossip then goes to a directly).
+	fwd, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", latePort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fwd.Close() })
+	go forward(fwd, a.ring.Addr())
+
+	kafkatest.Eventually(t, "three ingesters sharing all partitions", func() bool {
+		o := owned(a, b, c)
+		return coverage(6, a, b, c) && len(o["ingester-c"]) > 0
+	})
+	share := len(owned(c)["ingester-c"])
+	acquired := metricstest.Value(t, c.reg, "lokilab_ingester_partitions_acquired_total")
+	released := metricstest.Value(t, c.reg, "lokilab_ingester_partitions_released_total", "how", "handover")
+	if acquired != float64(share) || released != 0 {
+		t.Errorf("ingester-c acquired %v partitions and handed %v back to end with %d: it claimed partitions others owned", acquired, released, share)
+	}
+}
+
+// forward relays every connection accepted on l to addr until l closes.
+func forward(l net.Listener, addr string) {
+	for {
+		in, err := l.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer in.Close()
+			out, err := net.Dial("tcp", addr)
+			if err != nil {
+				return
+			}
+			defer out.Close()
+			go func() { _, _ = io.Copy(out, in) }()
+			_, _ = io.Copy(in, out)
+		}()
 	}
 }

@@ -49,6 +49,12 @@ type Ring struct {
 	lastStamp int64
 	healthy   map[string]bool // last health verdict per instance, to notice changes
 
+	// joined is closed once this node has exchanged state with another
+	// (or at once for a seed, which has no one to join): from then on the
+	// ring shows the cluster, not only this node.
+	joined     chan struct{}
+	joinedOnce sync.Once
+
 	lifeMu  sync.Mutex // orders Kill against Run's exit
 	stopped bool       // memberlist has been shut down
 	killed  chan struct{}
@@ -85,6 +91,10 @@ func newRing(cfg Config, self InstanceDesc, reg prometheus.Registerer, logger *s
 		owned:   map[int32]OwnerDesc{},
 		healthy: map[string]bool{},
 		killed:  make(chan struct{}),
+		joined:  make(chan struct{}),
+	}
+	if len(cfg.JoinMembers) == 0 {
+		r.markJoined() // a seed: the cluster starts here
 	}
 	r.m = newMetrics(r)
 
@@ -175,6 +185,7 @@ func (r *Ring) joinLoop(ctx context.Context) {
 	backoff := 100 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		if r.numMembers() > 1 {
+			r.markJoined()
 			r.announce()
 			return
 		}
@@ -182,6 +193,7 @@ func (r *Ring) joinLoop(ctx context.Context) {
 		switch {
 		case err == nil && r.numMembers() > 1:
 			r.logger.Info("ring: joined", "contacted", n, "members", r.numMembers())
+			r.markJoined()
 			r.announce()
 			return
 		case err == nil:
@@ -200,6 +212,36 @@ func (r *Ring) joinLoop(ctx context.Context) {
 		}
 		backoff = min(2*backoff, maxBackoff)
 	}
+}
+
+func (r *Ring) markJoined() { r.joinedOnce.Do(func() { close(r.joined) }) }
+
+// Joined is closed once this node has merged the state of at least one
+// other member (memberlist's join is a full push/pull, so at that moment
+// the ring holds every instance and owner the peer knew), or at once when
+// no JoinMembers are configured. Before it closes, the ring shows only this
+// node: a component that decides from the ring — an ingester choosing which
+// partitions to take — must wait for it, or it would see nobody else and
+// claim everything.
+func (r *Ring) Joined() <-chan struct{} { return r.joined }
+
+// WaitJoined waits until Joined closes, ctx ends, or the heartbeat timeout
+// has passed, and reports whether the node joined. The bound is the
+// heartbeat timeout because that is the ring's own verdict on silence: an
+// owner this node has not heard from for that long would count as dead
+// even if the join had reached it, so deciding alone after it is what the
+// ring would decide anyway (a node restarted while every peer is down must
+// not wait forever).
+func (r *Ring) WaitJoined(ctx context.Context) bool {
+	t := time.NewTimer(r.cfg.HeartbeatTimeout)
+	defer t.Stop()
+	select {
+	case <-r.joined:
+		return true
+	case <-ctx.Done():
+	case <-t.C:
+	}
+	return false
 }
 
 // announce queues this instance's own entries again once it has joined.

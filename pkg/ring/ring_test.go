@@ -489,12 +489,40 @@ func TestRunKeepsJoiningUntilNotAlone(t *testing.T) {
 	eventually(t, "the first join attempt made", func() bool {
 		return metricstest.Value(t, reg, "lokilab_memberlist_messages_received_total", "type", "push_pull") > 0
 	})
+	select {
+	case <-joiner.Joined():
+		t.Error("Joined closed after a join that reached only the joiner itself")
+	default:
+	}
 	// The seed starts later, and joins no one: the joiner has to find it.
 	s, stopSeed := runOn(t, seed, "seed", nil)
 	defer stopSeed()
+	select {
+	case <-s.Joined():
+	default:
+		t.Error("a seed (no join members) is not Joined at once")
+	}
 	eventually(t, "the joiner and the seed seeing each other", func() bool {
 		return len(s.HealthyInstances("")) == 2 && len(joiner.HealthyInstances("")) == 2
 	})
+	if !joiner.WaitJoined(context.Background()) {
+		t.Error("the joiner sees the seed but WaitJoined reports it alone")
+	}
+}
+
+// WaitJoined gives up after the heartbeat timeout when no member answers:
+// a node restarted while every peer is down must still start.
+func TestWaitJoinedGivesUpAfterTheHeartbeatTimeout(t *testing.T) {
+	cfg := testConfig()
+	cfg.JoinMembers = []string{fmt.Sprintf("127.0.0.1:%d", freePort(t))} // nobody there
+	r, err := ring.New(cfg, ring.InstanceDesc{ID: "alone", Role: ring.RoleIngester}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Kill()
+	if r.WaitJoined(context.Background()) {
+		t.Error("WaitJoined = true with no member reachable")
+	}
 }
 
 func TestChangesSignalsStateChanges(t *testing.T) {
