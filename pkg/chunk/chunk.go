@@ -12,7 +12,6 @@ import (
 	"sync/atomic"
 	"unsafe"
 
-	"github.com/golang/snappy"
 	"github.com/lokilab/lokilab/pkg/labels"
 )
 
@@ -55,10 +54,19 @@ type Chunk struct {
 	pool       *Pool
 	readOnly   bool
 
-	// data is the object's prefix: the header, then every cut block's
-	// stored bytes (compressed data and CRC) back to back. It only grows;
-	// bytes once written never change, so iterators may keep a view of it.
+	// data is the object's prefix: the header, then, for a decoded chunk,
+	// every block's stored bytes (compressed data and CRC) back to back.
+	// Bytes once written never change, so iterators may keep a view of it.
 	data []byte
+	// parts holds, for a chunk being built, each cut block's stored bytes
+	// in a slice of its own, in cut order: the object is assembled only by
+	// AppendEncode. One contiguous buffer grown block by block would be
+	// reallocated, zeroed and copied about five times on the way to the
+	// target size, which cost a third of the time of building a chunk
+	// (BenchmarkBuildVsSnappy). An element once appended never changes.
+	parts [][]byte
+	// stored is the bytes in parts, and partsCap their capacity.
+	stored, partsCap int
 	// blocks describes the cut blocks, in the order they were cut. An
 	// element once appended never changes.
 	blocks []blockMeta
@@ -90,9 +98,23 @@ type blockMeta struct {
 // order, so it is an append; otherwise a binary search and a short memmove
 // of 16-byte elements), and it makes duplicate detection, cutting and
 // snapshotting for iterators straightforward.
+//
+// While every entry has arrived in timestamp order (the usual case), each
+// body in arena is preceded by its timestamp encoded as the block format
+// stores it (a varint for the first entry, then uvarint deltas), so the
+// arena is byte for byte the serialised block and cut compresses it as it
+// is, without copying it first: one memmove of a whole block less per cut
+// (docs/performance.md has BenchmarkBuildVsSnappy's figures). The first
+// entry out of order sets unordered and its body gets no prefix; cut then
+// serialises the block from index instead.
 type headBlock struct {
-	arena []byte
-	index []entryRef
+	arena     []byte
+	index     []entryRef
+	unordered bool
+	// bodies is the bytes of entry bodies in arena, which is what the
+	// block size counts (the timestamps' few bytes each are not counted,
+	// as before they were kept in arena).
+	bodies int
 	// shared is set when an iterator took a view of arena, which must then
 	// not be overwritten: the next cut starts a new arena instead of
 	// reusing this one.
@@ -170,29 +192,47 @@ func (c *Chunk) Append(ts int64, line string, md []labels.Label) (dup bool, err 
 		}
 	}
 
-	off := len(h.arena)
-	if cap(h.arena)-off < n {
-		h.arena = growArena(h.arena, n, c.blockSize)
+	start := len(h.arena)
+	if cap(h.arena)-start < n+binary.MaxVarintLen64 {
+		// The arena holds the bodies (the block size) plus their
+		// timestamps: estimate the block's final size from the
+		// timestamps' share so far.
+		full := c.blockSize
+		if h.bodies > 0 {
+			full = int(int64(c.blockSize) * int64(len(h.arena)) / int64(h.bodies))
+		}
+		h.arena = c.growArena(h.arena, n+binary.MaxVarintLen64, full)
 	}
-	h.arena = appendEntryBody(h.arena, line, md)
-	body := h.arena[off:]
-
 	// Insert after every entry with a timestamp <= ts: stable for equal
-	// timestamps, and a plain append for in-order entries.
+	// timestamps, and a plain append for in-order entries, which are
+	// prefixed with their timestamp as the block format stores it.
 	pos := len(h.index)
-	if pos > 0 && ts < h.index[pos-1].ts {
+	inOrder := pos == 0 || ts >= h.index[pos-1].ts
+	switch {
+	case pos == 0:
+		h.arena = binary.AppendVarint(h.arena, ts)
+	case inOrder:
+		h.arena = binary.AppendUvarint(h.arena, uint64(ts)-uint64(h.index[pos-1].ts))
+	default:
 		pos = sort.Search(pos, func(i int) bool { return h.index[i].ts > ts })
 	}
+	off := len(h.arena)
+	h.arena = appendEntryBody(h.arena, line, md)
+	body := h.arena[off:]
 	// Duplicates have the same timestamp: compare with each entry of that
 	// timestamp. A long run of equal timestamps (clients that stamp lines
 	// with second precision) makes this quadratic in the run's length,
 	// bounded by the entries of one block.
 	for i := pos - 1; i >= 0 && h.index[i].ts == ts; i-- {
 		if e := h.index[i]; bytes.Equal(h.arena[e.off:e.end], body) {
-			h.arena = h.arena[:off]
+			h.arena = h.arena[:start]
 			return true, nil
 		}
 	}
+	if !inOrder {
+		h.unordered = true
+	}
+	h.bodies += len(body)
 	h.index = slices.Insert(h.index, pos, entryRef{ts: ts, off: uint32(off), end: uint32(len(h.arena))})
 
 	c.entries++
@@ -202,7 +242,7 @@ func (c *Chunk) Append(ts int64, line string, md []labels.Label) (dup bool, err 
 	for _, l := range md {
 		c.size += len(l.Name) + len(l.Value)
 	}
-	if len(h.arena) >= c.blockSize {
+	if h.bodies >= c.blockSize {
 		return false, c.cut()
 	}
 	return false, nil
@@ -213,12 +253,27 @@ func (c *Chunk) Append(ts int64, line string, md []labels.Label) (dup bool, err 
 // block size in about 10 copies instead of about 25, and allocates about
 // twice its final size on the way instead of four to five times
 // (ingester's BenchmarkPartitionPush, same run: 125MB allocated per 200k
-// lines instead of 171MB, time unchanged within noise). It never grows past
-// what one block holds plus this entry, since the head is cut there.
-func growArena(b []byte, n, blockSize int) []byte {
-	c := max(2*cap(b), len(b)+n)
-	c = min(c, max(blockSize+n, len(b)+n))
-	nb := make([]byte, len(b), c)
+// lines instead of 171MB, time unchanged within noise). It does not grow
+// past full, the expected size of a whole block, plus this entry, since the
+// head is cut there; past it (full is an estimate) it grows by a
+// sixteenth of it at a time, so that a low estimate costs a few copies
+// rather than one per entry.
+//
+// Once the head needs half a block or more, it first tries a buffer from
+// the Pool: Seal gives a sealed chunk's arena back there, so a busy stream
+// fills chunk after chunk in one recycled arena instead of growing (and
+// zeroing) a new one each time.
+func (c *Chunk) growArena(b []byte, n, full int) []byte {
+	size := max(2*cap(b), len(b)+n)
+	size = min(size, max(full+n, len(b)+n+full/16))
+	if size >= full/2 {
+		bp := c.pool.getBuf()
+		if cap(*bp) >= size {
+			return append((*bp)[:0], b...)
+		}
+		c.pool.putBuf(bp)
+	}
+	nb := make([]byte, len(b), size)
 	copy(nb, b)
 	return nb
 }
@@ -256,48 +311,59 @@ func uvarintLen(n int) int {
 	return l
 }
 
-// cut serialises the head block in timestamp order, compresses it onto
-// c.data with its CRC, and empties the head.
+// cut serialises the head block in timestamp order, compresses it into a
+// new part with its CRC, and empties the head.
 func (c *Chunk) cut() error {
 	h := &c.head
 	if len(h.index) == 0 {
 		return nil
 	}
-	rawp := c.pool.getBuf()
-	defer c.pool.putBuf(rawp)
-	raw := slices.Grow(*rawp, len(h.arena)+len(h.index)*binary.MaxVarintLen64)
-	prev := h.index[0].ts
-	raw = binary.AppendVarint(raw, prev)
-	for i, e := range h.index {
-		if i > 0 {
-			// Unsigned subtraction: the delta of two int64s in order
-			// always fits a uint64, even across the whole int64 range.
-			raw = binary.AppendUvarint(raw, uint64(e.ts)-uint64(prev))
-			prev = e.ts
+	raw := h.arena // in order: the arena is the serialised block
+	if h.unordered {
+		rawp := c.pool.getBuf()
+		defer c.pool.putBuf(rawp)
+		raw = slices.Grow(*rawp, len(h.arena)+len(h.index)*binary.MaxVarintLen64)
+		prev := h.index[0].ts
+		raw = binary.AppendVarint(raw, prev)
+		for i, e := range h.index {
+			if i > 0 {
+				// Unsigned subtraction: the delta of two int64s in order
+				// always fits a uint64, even across the whole int64 range.
+				raw = binary.AppendUvarint(raw, uint64(e.ts)-uint64(prev))
+				prev = e.ts
+			}
+			raw = append(raw, h.arena[e.off:e.end]...)
 		}
-		raw = append(raw, h.arena[e.off:e.end]...)
+		*rawp = raw // keep the grown buffer for the next cut
 	}
 
-	c.reserve(maxCompressedLen(c.enc, len(raw)) + crcSize)
-	start := len(c.data)
-	data, err := c.pool.compress(c.enc, c.data, raw)
-	*rawp = raw // keep the grown buffer for the next cut
+	// Compress into a scratch buffer with room for the codec's worst case,
+	// then keep an exact-size copy: a block costs its compressed size.
+	outp := c.pool.getBuf()
+	defer c.pool.putBuf(outp)
+	out, err := c.pool.compress(c.enc, *outp, raw)
 	if err != nil {
 		return err
 	}
-	data = binary.BigEndian.AppendUint32(data, crc32c(data[start:]))
-	c.data = data
+	out = binary.BigEndian.AppendUint32(out, crc32c(out))
+	*outp = out
+	// append to an empty slice allocates without zeroing what it copies.
+	part := append([]byte(nil), out...)
+	c.parts = append(c.parts, part)
 	c.blocks = append(c.blocks, blockMeta{
 		entries: len(h.index),
 		minT:    h.index[0].ts,
 		maxT:    h.index[len(h.index)-1].ts,
-		offset:  start,
-		length:  len(data) - start - crcSize,
+		offset:  headerSize + c.stored,
+		length:  len(part) - crcSize,
 		size:    len(raw),
 	})
+	c.stored += len(part)
+	c.partsCap += cap(part)
 	c.cutRaw += len(raw)
 
 	h.index = h.index[:0]
+	h.unordered, h.bodies = false, 0
 	if h.shared.Load() {
 		// An iterator may still read the old arena: leave it to them.
 		h.arena = nil
@@ -321,38 +387,15 @@ func (c *Chunk) Seal() error {
 	if err := c.cut(); err != nil {
 		return err
 	}
-	// An iterator that took a view of the arena keeps it alive by itself.
+	// An iterator that took a view of the arena keeps it alive by itself;
+	// otherwise the arena goes back to the pool for the next chunk.
+	if a := c.head.arena; cap(a) > 0 && !c.head.shared.Load() {
+		a = a[:0]
+		c.pool.putBuf(&a)
+	}
 	c.head.arena, c.head.index = nil, nil
 	c.head.shared.Store(false)
 	return nil
-}
-
-// reserve makes room for n more bytes in c.data. It doubles the capacity,
-// so a chunk's blocks are copied about five times on the way to the target
-// size rather than the dozen times append's 1.25× growth would (each copy
-// also zeroes the new buffer), but never reserves past the target size plus
-// n, which is where the chunk will be flushed.
-func (c *Chunk) reserve(n int) {
-	if cap(c.data)-len(c.data) >= n {
-		return
-	}
-	need := len(c.data) + n
-	newCap := max(need, min(2*cap(c.data), c.targetSize+n))
-	data := make([]byte, len(c.data), newCap)
-	copy(data, c.data)
-	c.data = data
-}
-
-// maxCompressedLen bounds the compressed size of n bytes; compress still
-// grows its output if a codec needs more.
-func maxCompressedLen(enc Encoding, n int) int {
-	switch enc {
-	case EncodingSnappy:
-		return snappy.MaxEncodedLen(n)
-	case EncodingZstd:
-		return n + n>>7 + 512 // zstd's bound is n + n/256 + a frame header
-	}
-	return n
 }
 
 func crc32c(b []byte) uint32 {
@@ -384,7 +427,7 @@ func (c *Chunk) headEstimate() int {
 // CompressedSize is the stored size of the cut blocks (compressed data and
 // checksums). The head block is not counted until it is cut; Encode adds
 // the header, meta section and trailer (tens of bytes per block).
-func (c *Chunk) CompressedSize() int { return len(c.data) - headerSize }
+func (c *Chunk) CompressedSize() int { return len(c.data) - headerSize + c.stored }
 
 // Entries is the number of entries in the chunk (duplicates dropped).
 func (c *Chunk) Entries() int { return c.entries }
@@ -411,6 +454,7 @@ func (c *Chunk) UncompressedSize() int { return c.size }
 func (c *Chunk) MemoryBytes() int {
 	return int(unsafe.Sizeof(*c)) +
 		cap(c.data) +
+		c.partsCap + cap(c.parts)*int(unsafe.Sizeof([]byte(nil))) +
 		cap(c.blocks)*int(unsafe.Sizeof(blockMeta{})) +
 		cap(c.head.arena) +
 		cap(c.head.index)*int(unsafe.Sizeof(entryRef{}))
@@ -435,8 +479,11 @@ func (c *Chunk) AppendEncode(dst []byte) ([]byte, error) {
 		}
 	}
 	start := len(dst)
-	dst = slices.Grow(dst, len(c.data)+1+len(c.blocks)*(6*binary.MaxVarintLen64)+crcSize+trailerSize)
+	dst = slices.Grow(dst, len(c.data)+c.stored+1+len(c.blocks)*(6*binary.MaxVarintLen64)+crcSize+trailerSize)
 	dst = append(dst, c.data...)
+	for _, p := range c.parts {
+		dst = append(dst, p...)
+	}
 	metaOff := len(dst)
 	dst = binary.AppendUvarint(dst, uint64(len(c.blocks)))
 	for _, b := range c.blocks {

@@ -84,7 +84,9 @@
 // Append copies each line and its metadata into the head block's arena, a
 // byte slice that grows to about the block size and is reused after every
 // cut (unless an iterator still reads it), so appending does not allocate
-// per entry in steady state (BenchmarkAppend: 0 allocs/op). Iterators
+// per entry in steady state (BenchmarkAppend: 0 allocs/op). Seal hands the
+// arena to the Pool for the next chunk's head. Each cut block is kept in a
+// slice of its own, of its compressed size; Encode assembles the object. Iterators
 // decompress a block when the merge reaches it, into a buffer reused by the
 // next block (blocks that overlap in time are open at once), and return
 // entries whose strings alias it: they are valid until the next call to

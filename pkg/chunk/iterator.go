@@ -67,13 +67,29 @@ type Iterator interface {
 // The head block's entries are snapshotted when Iterator is called; see the
 // package doc for the locking this needs while the chunk is appended to.
 func (c *Chunk) Iterator(from, through int64, dir Direction) Iterator {
+	return c.FilteredIterator(from, through, dir, nil)
+}
+
+// FilteredIterator is Iterator for a caller that drops every line lacking
+// some bytes anyway (a query's `|= "text"` filters): mayMatch sees each
+// block's decompressed bytes once, and a block it rejects is skipped
+// without being parsed or iterated. mayMatch must only reject a block that
+// holds no entry the caller wants, e.g. because a substring every wanted
+// line contains occurs nowhere in it; the caller still filters the lines
+// of the blocks it accepts (a match may straddle two entries' bytes). A
+// rare substring then costs one memchr-speed scan per block instead of a
+// parse and a search per line. The head block is never skipped. A nil
+// mayMatch is Iterator.
+func (c *Chunk) FilteredIterator(from, through int64, dir Direction, mayMatch func(block []byte) bool) Iterator {
 	it := &iterator{
-		enc:     c.enc,
-		pool:    c.pool,
-		data:    c.data[:len(c.data):len(c.data)],
-		from:    from,
-		through: through,
-		dir:     dir,
+		mayMatch: mayMatch,
+		enc:      c.enc,
+		pool:     c.pool,
+		data:     c.data[:len(c.data):len(c.data)],
+		parts:    c.parts[:len(c.parts):len(c.parts)],
+		from:     from,
+		through:  through,
+		dir:      dir,
 	}
 	if from >= through || c.entries == 0 {
 		return it
@@ -170,6 +186,8 @@ type iterator struct {
 	enc           Encoding
 	pool          *Pool
 	data          []byte
+	parts         [][]byte // a chunk being built keeps its blocks here
+	mayMatch      func(block []byte) bool
 	from, through int64
 	dir           Direction
 
@@ -235,7 +253,12 @@ func (it *iterator) open(s *source) error {
 	if n := len(it.spareRefs); n > 0 {
 		s.refs, it.spareRefs = it.spareRefs[n-1][:0], it.spareRefs[:n-1]
 	}
-	stored := it.data[s.bm.offset : s.bm.offset+s.bm.length]
+	var stored []byte
+	if s.rank < len(it.parts) {
+		stored = it.parts[s.rank][:s.bm.length]
+	} else {
+		stored = it.data[s.bm.offset : s.bm.offset+s.bm.length]
+	}
 	if it.enc == EncodingNone {
 		if len(stored) != s.bm.size {
 			return fmt.Errorf("stored %d bytes, meta says %d", len(stored), s.bm.size)
@@ -253,6 +276,16 @@ func (it *iterator) open(s *source) error {
 		}
 		*s.scratch = raw // keep the grown buffer for the next block
 		s.buf = raw
+	}
+	if it.mayMatch != nil && !it.mayMatch(s.buf) {
+		s.lo, s.hi = 0, 0 // nothing wanted here: Next drops the block
+		return nil
+	}
+	// Decode checked that entries fits in the block's size, so this
+	// allocation is bounded; sizing it once saves parseBlock the copies
+	// of growing it entry by entry.
+	if cap(s.refs) < s.bm.entries {
+		s.refs = make([]entryRef, 0, s.bm.entries)
 	}
 	var err error
 	if s.refs, err = parseBlock(s.buf, &s.bm, s.refs); err != nil {

@@ -416,9 +416,60 @@ func (q *LogQuery) RawLineFilter() func(line string) bool {
 	if len(fs) == 0 {
 		return nil
 	}
+	// Substring filters search with a prepared needle (substring.go); the
+	// regex ones as the pipeline does.
+	subs := make([]substring, len(fs))
+	for i, f := range fs {
+		if f.Op == LineContains || f.Op == LineNotContains {
+			subs[i] = newSubstring(f.Value)
+		}
+	}
 	return func(line string) bool {
-		for _, f := range fs {
-			if !f.keep(line) {
+		for i, f := range fs {
+			switch f.Op {
+			case LineContains:
+				if !subs[i].in(line) {
+					return false
+				}
+			case LineNotContains:
+				if subs[i].in(line) {
+					return false
+				}
+			default:
+				if !f.keep(line) {
+					return false
+				}
+			}
+		}
+		return true
+	}
+}
+
+// BlockFilter returns a function reporting whether a block of stored
+// entries (any bytes holding whole raw lines back to back, with other bytes
+// between them) may hold a line that passes RawLineFilter, or nil when it
+// cannot tell. A line that passes holds every `|=` substring of the raw
+// filters, and so does any block holding that line: a block missing one of
+// them is skipped whole (chunk.FilteredIterator), which for a rare
+// substring replaces a search per line with one scan per block. Other
+// filters (`!=`, regexes) say nothing about a block and are left to
+// RawLineFilter.
+func (q *LogQuery) BlockFilter() func(block []byte) bool {
+	var needles []substring
+	for _, s := range q.Pipeline {
+		if _, ok := s.(*LineFormat); ok {
+			break
+		}
+		if f, ok := s.(*LineFilter); ok && f.Op == LineContains && f.Value != "" {
+			needles = append(needles, newSubstring(f.Value))
+		}
+	}
+	if len(needles) == 0 {
+		return nil
+	}
+	return func(block []byte) bool {
+		for i := range needles {
+			if !needles[i].inBytes(block) {
 				return false
 			}
 		}
