@@ -34,7 +34,11 @@ var commands = []command{
 	{"load", "[flags]", "push realistic log load (nginx, logfmt, JSON, stack traces) to a push\nendpoint; -ack-log records what was acknowledged", runLoad},
 	{"verify", "[flags]", "read an ack log back through the query API: report acknowledged\nlines missing or duplicated; fails if any is missing", runVerify},
 	{"query", "'<logql>'", "query the Loki API from the terminal: log and metric queries, labels,\nseries, stats, tail ('lokilab query -help' shows the forms)", runQuery},
+	{"faults", "[-short] [-only F,…]", "the fault matrix: one multi-process lab per fault (kill -9, broker\nerrors and stalls, store faults, a cut-off, an OOM kill), load with an\nack log, verify; a markdown table; fails on any acknowledged line lost", runFaults},
 	{"scenario", "NAME|--list", "run a lab experiment against the system in this process and write\na report (figures, checks, PNG plots); --list shows them all", runScenario},
+	{"bench", "[-peer URL] [flags]", "the same load against lokilab (in this process) and another Loki push\nendpoint (-peer, e.g. VictoriaLogs) in one run: MiB/s, lines/s, p50/p99, ratios", runBench},
+	{"soak", "[-short] [flags]", "sustained load at half the measured maximum with live queries and a\ntail; checks goroutines and memory stay flat and errors never burst", runSoak},
+	{"healthcheck", "[URL]", "probe a component once for a container health check (no shell needed):\nhttp://…/ready, kafka://host:port or tcp://host:port", runHealthcheck},
 }
 
 func usage(w io.Writer) {

@@ -178,7 +178,14 @@ func RunAllInOneWith(ctx context.Context, cfg AllInOneConfig, defaults any, logg
 	cfg.Kafka.Address = broker.Addr()
 	cfg.Memberlist.Partitions = partitions
 
-	srv, reg, err := newServer(cfg.Server, &cfg, defaults, logger)
+	// One tracer provider for the whole process: a push's spans from the
+	// distributor and from whichever ingester consumes it form one trace.
+	tp, stopTracing, err := newTracing(ctx, cfg.Server, "lokilab", logger)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
+	srv, reg, err := newServer(cfg.Server, &cfg, defaults, logger, tp)
 	if err != nil {
 		return err
 	}
@@ -194,7 +201,7 @@ func RunAllInOneWith(ctx context.Context, cfg AllInOneConfig, defaults any, logg
 		}
 		ic.Memberlist.BindPort = 0
 		ic.Memberlist.NodeName = ""
-		isrv, ireg, err := newServer(ic.Server, &ic, nil, logger)
+		isrv, ireg, err := newServer(ic.Server, &ic, nil, logger, tp)
 		if err != nil {
 			return fmt.Errorf("ingester-%d: %w", n, err)
 		}
@@ -213,7 +220,7 @@ func RunAllInOneWith(ctx context.Context, cfg AllInOneConfig, defaults any, logg
 		}
 		dc.Memberlist.BindPort = 0
 		dc.Memberlist.NodeName = ""
-		dsrv, dreg, err := newServer(dc.Server, &dc, nil, logger)
+		dsrv, dreg, err := newServer(dc.Server, &dc, nil, logger, tp)
 		if err != nil {
 			return fmt.Errorf("%s: %w", dc.InstanceID, err)
 		}
@@ -384,6 +391,12 @@ func RunBroker(ctx context.Context, cfg BrokerProcessConfig, logger *slog.Logger
 			return err
 		}
 	}
+	stopFaults, err := serveBrokerLabFaults(cfg, b, logger) // processes_faults.go: off unless LabFaultsEnv
+	if err != nil {
+		b.Close()
+		return err
+	}
+	defer stopFaults()
 	if ready != nil {
 		ready(b.Addr(), partitions)
 	}

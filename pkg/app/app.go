@@ -83,7 +83,12 @@ func RunDistributor(ctx context.Context, cfg DistributorConfig, configView, defa
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	srv, reg, err := newServer(cfg.Server, configView, defaults, logger)
+	tp, stopTracing, err := newTracing(ctx, cfg.Server, "distributor", logger)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
+	srv, reg, err := newServer(cfg.Server, configView, defaults, logger, tp)
 	if err != nil {
 		return err
 	}
@@ -192,6 +197,8 @@ func runDistributor(ctx context.Context, cfg DistributorConfig, srv *server.Serv
 			Registerer:  reg,
 			Logger:      logger.With("component", "distributor"),
 			Now:         hooks.now,
+			// The server's provider: one per process.
+			TracerProvider: srv.TracerProvider(),
 		})
 		if err != nil {
 			return err

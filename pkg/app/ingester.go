@@ -12,6 +12,7 @@ import (
 
 	"github.com/lokilab/lokilab/pkg/ingester"
 	"github.com/lokilab/lokilab/pkg/kafka"
+	"github.com/lokilab/lokilab/pkg/netcut"
 	"github.com/lokilab/lokilab/pkg/ring"
 	"github.com/lokilab/lokilab/pkg/server"
 	"github.com/lokilab/lokilab/pkg/storage"
@@ -28,6 +29,8 @@ type IngesterConfig struct {
 	Reader      kafka.ReaderConfig `yaml:"kafka_reader"`
 	Storage     storage.Config     `yaml:"storage_config"`
 	Memberlist  ring.Config        `yaml:"memberlist"`
+
+	netcut *netcut.Switch // the lab's network cut (processes_faults.go); nil unless LabFaultsEnv
 }
 
 // RegisterFlags registers every component's flags.
@@ -52,10 +55,16 @@ func RunIngester(ctx context.Context, cfg IngesterConfig, configView, defaults a
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	srv, reg, err := newServer(cfg.Server, configView, defaults, logger)
+	tp, stopTracing, err := newTracing(ctx, cfg.Server, "ingester", logger)
 	if err != nil {
 		return err
 	}
+	defer stopTracing()
+	srv, reg, err := newServer(cfg.Server, configView, defaults, logger, tp)
+	if err != nil {
+		return err
+	}
+	cfg.enableLabNetcut(srv, logger)
 	return runIngester(ctx, cfg, srv, reg, logger, nil)
 }
 
@@ -71,10 +80,11 @@ func runIngester(ctx context.Context, cfg IngesterConfig, srv *server.Server, re
 	defer store.Close()
 
 	var r *ring.Ring
-	deps := ingester.Deps{Kafka: cfg.Kafka, Reader: cfg.Reader, Bucket: store.Bucket, AuthEnabled: cfg.AuthEnabled, Registerer: reg, Logger: logger, Now: now}
+	deps := ingester.Deps{Kafka: cfg.Kafka, Reader: cfg.Reader, Bucket: store.Bucket, AuthEnabled: cfg.AuthEnabled, Registerer: reg, Logger: logger, Now: now,
+		KafkaOpts: cfg.labKafkaOpts(), TracerProvider: srv.TracerProvider()}
 	if cfg.Ingester.Ownership == ingester.OwnershipRing {
 		self := ring.InstanceDesc{ID: cfg.Ingester.InstanceID, Addr: srv.Addr(), Role: "ingester"}
-		r, err = ring.New(cfg.Memberlist, self, reg, logger.With("component", "ring"))
+		r, err = ring.New(cfg.Memberlist, self, reg, logger.With("component", "ring"), cfg.labRingOpts()...)
 		if err != nil {
 			return err
 		}
@@ -90,8 +100,8 @@ func runIngester(ctx context.Context, cfg IngesterConfig, srv *server.Server, re
 	srv.Handle("POST /flush", ing.FlushHandler())
 	srv.Handle("POST /ingester/shutdown", ing.ShutdownHandler())
 	srv.Handle("GET /ingester/status", ing.StatusHandler())
-	srv.Handle("GET /ingester/query_recent", ing.QueryHandler())
-	srv.Handle("GET /ingester/series", ing.SeriesHandler())
+	srv.Handle("GET /ingester/query_recent", cfg.peerHandler(ing.QueryHandler()))
+	srv.Handle("GET /ingester/series", cfg.peerHandler(ing.SeriesHandler()))
 	srv.Handle("/ingester/faults/store", store.Faults)
 
 	g, gctx := errgroup.WithContext(ctx)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/lokilab/lokilab/pkg/config"
 	"github.com/lokilab/lokilab/pkg/server"
+	"github.com/lokilab/lokilab/pkg/tracing"
 )
 
 // processConfig is a process's configuration as Parse needs it: flags with
@@ -72,11 +73,11 @@ func Exec[T any, P processConfig[T]](name string, run func(ctx context.Context, 
 
 // newServer builds a component's HTTP server with a registry of its own:
 // one registry per component, so /metrics on each port is that component's.
-func newServer(sc server.Config, configView, defaults any, logger *slog.Logger) (*server.Server, *prometheus.Registry, error) {
+func newServer(sc server.Config, configView, defaults any, logger *slog.Logger, tp *tracing.Provider) (*server.Server, *prometheus.Registry, error) {
 	reg := server.NewRegistry()
 	srv, err := server.New(sc, server.Options{
 		Registerer: reg, Gatherer: reg, Logger: logger,
-		Config: configView, DefaultConfig: defaults,
+		Config: configView, DefaultConfig: defaults, Tracing: tp,
 	})
 	return srv, reg, err
 }

@@ -527,6 +527,7 @@ func RunProcesses(ctx context.Context, cfg AllInOneConfig, defaults any, logger 
 		s.mu.Unlock()
 		return c, nil
 	}
+	s.serveScale(gw, newChild) // POST /processes/ingesters, DELETE /processes/{name}: processes_scale.go
 
 	// The gateway serves from the start (/processes shows the startup) and
 	// stops first, before the processes behind it.

@@ -70,7 +70,12 @@ func RunQuerier(ctx context.Context, cfg QuerierConfig, configView, defaults any
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	srv, reg, err := newServer(cfg.Server, configView, defaults, logger)
+	tp, stopTracing, err := newTracing(ctx, cfg.Server, "querier", logger)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
+	srv, reg, err := newServer(cfg.Server, configView, defaults, logger, tp)
 	if err != nil {
 		return err
 	}
@@ -161,7 +166,7 @@ func RunCompactor(ctx context.Context, cfg CompactorConfig, configView, defaults
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	srv, reg, err := newServer(cfg.Server, configView, defaults, logger)
+	srv, reg, err := newServer(cfg.Server, configView, defaults, logger, nil)
 	if err != nil {
 		return err
 	}

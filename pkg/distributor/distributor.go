@@ -43,7 +43,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"regexp"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -51,11 +50,16 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sony/gobreaker/v2"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/lokilab/lokilab/pkg/config"
 	"github.com/lokilab/lokilab/pkg/kafka"
 	"github.com/lokilab/lokilab/pkg/push"
 	"github.com/lokilab/lokilab/pkg/tenant"
+	"github.com/lokilab/lokilab/pkg/tracing"
 )
 
 // Producer is the part of *kgo.Client the distributor uses. TryProduce
@@ -79,14 +83,19 @@ type Deps struct {
 	// Now is the clock for timestamp validation and rate limiting; nil
 	// means time.Now.
 	Now func() time.Time
+	// TracerProvider makes the push's spans (decode, validate, produce);
+	// nil means none. Its context is what the records' traceparent
+	// header carries (pkg/tracing).
+	TracerProvider trace.TracerProvider
 }
 
 // Distributor handles pushes. It is safe for concurrent use.
 type Distributor struct {
-	cfg  Config
-	deps Deps
-	now  func() time.Time
-	log  *slog.Logger
+	cfg    Config
+	deps   Deps
+	now    func() time.Time
+	log    *slog.Logger
+	tracer trace.Tracer
 
 	breaker *gobreaker.TwoStepCircuitBreaker[struct{}]
 
@@ -120,6 +129,7 @@ func New(cfg Config, deps Deps) (*Distributor, error) {
 		return nil, err
 	}
 	d := &Distributor{cfg: cfg, deps: deps, now: deps.Now, log: deps.Logger, metrics: m,
+		tracer:  tracing.OrNoop(deps.TracerProvider).Tracer("lokilab/distributor"),
 		streams: newStreamTracker(cfg.StreamIdleTimeout, m.activeStreams)}
 	m.inflightLimit.Set(float64(cfg.MaxInflightPushBytes))
 	m.inflight.Set(0)
@@ -163,9 +173,6 @@ func (d *Distributor) Run(ctx context.Context) error {
 	return d.deps.RateLimiter.Run(ctx, time.Minute)
 }
 
-// traceparentRE is W3C trace context's traceparent header (version 00).
-var traceparentRE = regexp.MustCompile(`^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$`)
-
 // ServeHTTP is the push endpoint, POST /loki/api/v1/push.
 func (d *Distributor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	tenantID, err := tenant.FromRequest(r, d.deps.AuthEnabled)
@@ -177,12 +184,24 @@ func (d *Distributor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
+	// The server span (pkg/server) is the parent; the client's
+	// traceparent, if any, is its parent in turn. Served without that
+	// middleware, the client's traceparent is read here.
+	ctx := r.Context()
+	if !trace.SpanContextFromContext(ctx).IsValid() {
+		ctx = tracing.Extract(ctx, propagation.HeaderCarrier(r.Header))
+	}
+	ctx, span := d.tracer.Start(ctx, "distributor.push", trace.WithAttributes(attribute.String("tenant", tenantID)))
+	defer span.End()
 	// The request's memory is charged to the in-flight budget stage by
 	// stage, before it is allocated where the size is known, and released
 	// when the push is answered.
 	b := &budget{d: d}
 	defer b.release()
+	_, dspan := d.tracer.Start(ctx, "distributor.decode")
 	req, wire, err := push.ReadRequest(r, push.ReadOptions{MaxBytes: int(d.cfg.MaxRecvMsgSize), Reserve: b.reserve})
+	dspan.SetAttributes(attribute.Int("bytes", wire))
+	dspan.End()
 	d.metrics.wireBytes.WithLabelValues(tenantID).Add(float64(wire))
 	if err != nil {
 		var he *Error
@@ -201,17 +220,15 @@ func (d *Distributor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// long enough for the Kafka wait, or a slow client would lose its 204
 	// or 503 to a closed connection and retry a push that was stored.
 	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(d.deps.Kafka.WriteTimeout + 5*time.Second))
-	tp := r.Header.Get("traceparent")
-	if !traceparentRE.MatchString(tp) {
-		tp = ""
-	}
-	if err := d.push(tenantID, req, tp, b); err != nil {
+	if err := d.push(ctx, tenantID, req, b); err != nil {
 		var he *Error
 		if errors.As(err, &he) {
+			span.SetAttributes(attribute.Int("http.response.status_code", he.Status))
 			http.Error(w, he.Msg, he.Status)
 			return
 		}
-		d.log.Error("push failed", "tenant", tenantID, "err", err)
+		span.SetStatus(codes.Error, err.Error())
+		d.log.ErrorContext(ctx, "push failed", "tenant", tenantID, "err", err)
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
@@ -238,17 +255,20 @@ func errorf(status int, format string, args ...any) *Error {
 func (d *Distributor) Push(tenantID string, req *push.Request, traceparent string) error {
 	b := &budget{d: d}
 	defer b.release()
-	return d.push(tenantID, req, traceparent, b)
+	return d.push(tracing.ContextWithTraceparent(context.Background(), traceparent), tenantID, req, b)
 }
 
-func (d *Distributor) push(tenantID string, req *push.Request, traceparent string, b *budget) error {
+func (d *Distributor) push(ctx context.Context, tenantID string, req *push.Request, b *budget) error {
 	if len(req.Streams) == 0 {
 		return errorf(http.StatusUnprocessableEntity, "error at least one valid stream is required for ingestion")
 	}
 	now := d.now()
 	d.metrics.countReceived(tenantID, req)
 	lim := d.deps.Limits.For(tenantID)
+	_, vspan := d.tracer.Start(ctx, "distributor.validate")
 	v := validate(req, lim, now, d.deps.Kafka.ProducerMaxRecordSizeBytes)
+	vspan.SetAttributes(attribute.Int("streams", len(v.streams)), attribute.Int("lines", v.lines))
+	vspan.End()
 	d.metrics.countDiscards(tenantID, &v.discards)
 
 	if v.lines == 0 {
@@ -259,7 +279,7 @@ func (d *Distributor) push(tenantID string, req *push.Request, traceparent strin
 	}
 	refused := d.limitStreams(tenantID, v, lim.MaxGlobalStreamsPerUser, now)
 	if v.lines > 0 {
-		if err := d.write(tenantID, v, traceparent, b, now); err != nil {
+		if err := d.write(ctx, tenantID, v, b, now); err != nil {
 			return err
 		}
 	}
@@ -323,7 +343,21 @@ var errRateLimited = errors.New("rate limited")
 // tokens, so clients retrying through an outage do not find their buckets
 // empty when it ends. (Pushes that pass admission and then fail in Kafka do
 // spend them; the breaker bounds how many.)
-func (d *Distributor) write(tenantID string, v *validated, traceparent string, b *budget, now time.Time) error {
+func (d *Distributor) write(ctx context.Context, tenantID string, v *validated, b *budget, now time.Time) (werr error) {
+	// The produce span lasts until Kafka has answered for every record;
+	// its context is what the records carry, so the ingester's spans hang
+	// under it. One traceparent per push, computed once.
+	ctx, span := d.tracer.Start(ctx, "kafka.produce", trace.WithSpanKind(trace.SpanKindProducer))
+	defer func() {
+		if werr != nil {
+			span.SetStatus(codes.Error, werr.Error())
+		}
+		span.End()
+	}()
+	traceparent := ""
+	if d.cfg.TracePropagation {
+		traceparent = tracing.Traceparent(ctx)
+	}
 	records := make([]*kgo.Record, 0, len(v.streams))
 	for i := range v.streams {
 		s := &v.streams[i]
@@ -347,6 +381,7 @@ func (d *Distributor) write(tenantID string, v *validated, traceparent string, b
 	for _, r := range records {
 		size += len(r.Value)
 	}
+	span.SetAttributes(attribute.Int("records", len(records)), attribute.Int("bytes", size))
 
 	// Admission. The records' bytes are charged apart from the request's:
 	// they stay in the producer until Kafka answers, which may be after

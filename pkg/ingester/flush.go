@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+
 	"github.com/lokilab/lokilab/pkg/index"
 )
 
@@ -64,12 +66,16 @@ func (p *partition) flush(ctx context.Context, mode flushMode, reason string) er
 	}
 	start := p.ing.now()
 	items := p.pick(mode, reason, start, memTarget)
+	// Traced only when a traced push's chunk is among the items.
+	ctx, span := p.ing.traces.startFlush(ctx, p, items, reason)
 	errUpload := p.upload(ctx, items)
 	errIndex := p.index(ctx, items)
 	p.dropDurable(items)
 	errCommit := p.commit(ctx)
 	p.ing.metrics.flushDuration.Observe(p.ing.now().Sub(start).Seconds())
-	return errors.Join(errUpload, errIndex, errCommit)
+	err := errors.Join(errUpload, errIndex, errCommit)
+	span.end(items, err)
+	return err
 }
 
 func (p *partition) pick(mode flushMode, reason string, now time.Time, memTarget int64) []flushItem {
@@ -194,7 +200,10 @@ func (p *partition) uploadOne(ctx context.Context, it flushItem) error {
 	octx, cancel := context.WithTimeout(ctx, p.ing.cfg.FlushOpTimeout)
 	defer cancel()
 	key := sc.ref.Key(it.s.tenant)
-	if err := p.ing.bucket.Upload(octx, key, bytes.NewReader(data)); err != nil {
+	octx, span := p.ing.traces.child(octx, "store.put_chunk", attribute.String("key", key), attribute.Int("bytes", len(data)))
+	err = p.ing.bucket.Upload(octx, key, bytes.NewReader(data))
+	endSpan(span, err)
+	if err != nil {
 		return fmt.Errorf("ingester: uploading chunk %s: %w", key, err)
 	}
 	sc.uploaded = true
@@ -233,7 +242,9 @@ func (p *partition) index(ctx context.Context, items []flushItem) error {
 		}
 		name := p.ing.segmentName(p.id)
 		octx, cancel := context.WithTimeout(ctx, p.ing.cfg.FlushOpTimeout)
+		octx, span := p.ing.traces.child(octx, "index.write", attribute.String("tenant", tenant), attribute.Int("series", len(series)))
 		keys, err := p.ing.index.Write(octx, tenant, name, series)
+		endSpan(span, err)
 		cancel()
 		if err != nil {
 			p.ing.metrics.flushFailures.WithLabelValues("index").Inc()
@@ -302,7 +313,10 @@ func (p *partition) commit(ctx context.Context) error {
 	if o <= committed {
 		return nil
 	}
-	if err := p.ing.commit(ctx, p.id, o); err != nil {
+	_, span := p.ing.traces.child(ctx, "kafka.commit_offset", partitionAttr(p.id), attribute.Int64("offset", o))
+	err := p.ing.commit(ctx, p.id, o)
+	endSpan(span, err)
+	if err != nil {
 		p.ing.metrics.commitFailures.WithLabelValues(p.label).Inc()
 		return err
 	}

@@ -45,6 +45,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/lokilab/lokilab/pkg/chunk"
@@ -85,6 +86,12 @@ type Deps struct {
 	// Now is the clock for chunk ages and idle periods; nil means
 	// time.Now.
 	Now func() time.Time
+	// TracerProvider traces consumed records and the flushes that make
+	// them durable (tracing.go); nil means none.
+	TracerProvider trace.TracerProvider
+	// KafkaOpts are extra options for the ingester's Kafka client: the
+	// lab's network cut (pkg/netcut) passes its dialer here. Default none.
+	KafkaOpts []kgo.Opt
 }
 
 // Ingester consumes partitions into chunks. Build it with New, run it with
@@ -105,6 +112,7 @@ type Ingester struct {
 
 	metrics *metrics
 	memory  *memoryAccount
+	traces  *traces
 	// chunkPool shares zstd coders and scratch buffers among all chunks.
 	chunkPool     *chunk.Pool
 	chunkEncoding chunk.Encoding
@@ -171,6 +179,7 @@ func New(cfg Config, deps Deps) (*Ingester, error) {
 		ring:              deps.Ring,
 		metrics:           m,
 		memory:            &memoryAccount{limit: int64(cfg.MaxMemoryChunkBytes), metrics: m},
+		traces:            newTraces(deps.TracerProvider),
 		chunkPool:         chunk.NewPool(),
 		chunkEncoding:     enc,
 		flushSlots:        make(chan struct{}, cfg.ConcurrentFlushes),
@@ -185,6 +194,7 @@ func New(cfg Config, deps Deps) (*Ingester, error) {
 	if cfg.Ownership == OwnershipGroup {
 		extra = i.groupOpts()
 	}
+	extra = append(extra, deps.KafkaOpts...)
 	i.client, err = kafka.NewReaderClient(deps.Kafka, deps.Reader, "ingester-"+cfg.InstanceID, deps.Registerer, deps.Logger, extra...)
 	if err != nil {
 		return nil, err
@@ -282,7 +292,9 @@ func (i *Ingester) consume(ctx context.Context) error {
 				return
 			}
 			if p := i.partition(fp.Partition); p != nil {
+				traced := i.traces.consumeBatch(p, fp.Records)
 				p.pushRecords(fp.Records, fp.HighWatermark)
+				traced()
 			}
 		})
 		i.batchMu.Unlock()
@@ -468,6 +480,7 @@ func (i *Ingester) release(ctx context.Context, id int32, reason string) error {
 	p.released = true
 	p.mu.Unlock()
 	p.flushMu.Unlock()
+	i.traces.forgetPartition(id)
 	i.mu.Lock()
 	delete(i.partitions, id)
 	delete(i.activeInRing, id)
@@ -579,6 +592,9 @@ func (i *Ingester) Ready(context.Context) error {
 	}
 	if !i.owning.Load() {
 		return errors.New("ingester has not taken its partitions yet")
+	}
+	if err := i.waitingForHandover(); err != nil { // ready_handover.go
+		return err
 	}
 	i.mu.RLock()
 	defer i.mu.RUnlock()

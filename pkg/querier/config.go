@@ -43,6 +43,11 @@ type Config struct {
 	// Without it a client that never reads would hold a goroutine and the
 	// message it blocks on for up to tail_max_duration.
 	TailWriteTimeout time.Duration `yaml:"tail_write_timeout"`
+	// LabLeakTailSubscribers is a LAB FAULT, off by default: each /tail
+	// the client closes leaves a goroutine behind, pinning its connection
+	// (tail_leak.go, question 12). Turn it on only to practise finding a
+	// leak with pprof.
+	LabLeakTailSubscribers bool `yaml:"lab_leak_tail_subscribers"`
 }
 
 // RegisterFlags registers the querier's flags with Loki's names where
@@ -57,6 +62,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.TailMaxDuration, "querier.tail-max-duration", time.Hour, "Longest a /tail connection stays open.")
 	fs.DurationVar(&c.TailPollInterval, "querier.tail-poll-interval", time.Second, "How often a tail asks for new lines.")
 	fs.DurationVar(&c.TailWriteTimeout, "querier.tail-write-timeout", 10*time.Second, "How long a tail may wait for a client that does not read before dropping it.")
+	fs.BoolVar(&c.LabLeakTailSubscribers, "querier.lab-leak-tail-subscribers", false, "LAB FAULT (question 12): leak a goroutine and its connection for every /tail the client closes.")
 }
 
 // Validate reports settings the querier cannot run with.

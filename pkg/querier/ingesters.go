@@ -15,11 +15,15 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/propagation"
+
 	"github.com/lokilab/lokilab/pkg/labels"
 	"github.com/lokilab/lokilab/pkg/logql"
 	"github.com/lokilab/lokilab/pkg/push"
 	"github.com/lokilab/lokilab/pkg/ring"
 	"github.com/lokilab/lokilab/pkg/tenant"
+	"github.com/lokilab/lokilab/pkg/tracing"
 )
 
 // Ingester is one ingester the querier can ask for recent data.
@@ -253,14 +257,19 @@ type streamStats struct {
 	Bytes   int    `json:"bytes"`
 }
 
-func (c *ingesterClient) get(ctx context.Context, ing Ingester, path string, v url.Values, tenantID string, read func(io.Reader) error) error {
+func (c *ingesterClient) get(ctx context.Context, ing Ingester, path string, v url.Values, tenantID string, read func(io.Reader) error) (err error) {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
+	// One span per ingester asked; its context travels in the request's
+	// traceparent, so the ingester's server span joins the query's trace.
+	ctx, span := tracing.Child(ctx, "querier.ingester", attribute.String("ingester", ing.ID), attribute.String("path", path))
+	defer func() { tracing.End(span, err) }()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+ing.Addr+path+"?"+v.Encode(), nil)
 	if err != nil {
 		return err
 	}
 	req.Header.Set(tenant.Header, tenantID)
+	tracing.Inject(ctx, propagation.HeaderCarrier(req.Header))
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return err

@@ -50,12 +50,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
 	"github.com/thanos-io/objstore"
+	"go.opentelemetry.io/otel/attribute"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/lokilab/lokilab/pkg/labels"
 	"github.com/lokilab/lokilab/pkg/logql"
 	"github.com/lokilab/lokilab/pkg/push"
 	"github.com/lokilab/lokilab/pkg/tenant"
+	"github.com/lokilab/lokilab/pkg/tracing"
 )
 
 // TenantLabel names a result's tenant in multi-tenant queries, as in Loki.
@@ -95,6 +97,7 @@ type Querier struct {
 	now       func() time.Time
 	logger    *slog.Logger
 	metrics   *metrics
+	inflight  *inFlight // subqueries running now (inflight.go)
 }
 
 // New builds a querier.
@@ -122,6 +125,10 @@ func New(cfg Config, deps Deps) (*Querier, error) {
 	if err != nil {
 		return nil, err
 	}
+	inf, err := newInFlight(deps.Registerer)
+	if err != nil {
+		return nil, err
+	}
 	return &Querier{
 		cfg:       cfg,
 		store:     NewStore(deps.Bucket, cfg.MaxConcurrent, cache),
@@ -132,6 +139,7 @@ func New(cfg Config, deps Deps) (*Querier, error) {
 		now:       deps.Now,
 		logger:    deps.Logger,
 		metrics:   m,
+		inflight:  inf,
 	}, nil
 }
 
@@ -251,8 +259,14 @@ func (q *Querier) fetch(ctx context.Context, tenantID string, lq *logql.LogQuery
 	var all []logql.StreamEntries
 	// Ingesters first; see the package doc for why the order matters.
 	maxBytes := int64(q.limits.For(tenantID).MaxQuerierBytesRead)
+	ctx, span := tracing.Child(ctx, "querier.fetch", attribute.String("tenant", tenantID),
+		attribute.Int64("from", from), attribute.Int64("through", through))
+	defer span.End()
 	if q.ingesters != nil && through > q.now().Add(-q.cfg.QueryIngestersWithin).UnixNano() {
-		streams, ist, ws, err := q.client.recent(ctx, q.ingesters, tenantID, lq, from, through, backward, ingesterLimit, maxBytes)
+		ictx, ispan := tracing.Child(ctx, "querier.ingesters")
+		streams, ist, ws, err := q.client.recent(ictx, q.ingesters, tenantID, lq, from, through, backward, ingesterLimit, maxBytes)
+		ispan.SetAttributes(attribute.Int("reached", ist.Reached), attribute.Int("lines", ist.LinesSent))
+		tracing.End(ispan, err)
 		if err == nil {
 			err = ctx.Err()
 		}
@@ -265,7 +279,10 @@ func (q *Querier) fetch(ctx context.Context, tenantID string, lq *logql.LogQuery
 		st.Ingester.Duplicates += ist.Duplicates
 		all = append(all, streams...)
 	}
-	stored, sst, err := q.store.Streams(ctx, tenantID, Read{Matchers: ms, From: from, Through: through, Keep: lq.RawLineFilter(), MaxBytes: maxBytes})
+	sctx, sspan := tracing.Child(ctx, "querier.store")
+	stored, sst, err := q.store.Streams(sctx, tenantID, Read{Matchers: ms, From: from, Through: through, Keep: lq.RawLineFilter(), MaxBytes: maxBytes})
+	sspan.SetAttributes(attribute.Int("chunks", sst.Chunks))
+	tracing.End(sspan, err)
 	st.Store.add(sst)
 	// Lines dropped in the store went through (the first part of) the
 	// pipeline there.
@@ -358,7 +375,9 @@ func (q *Querier) SelectLogs(ctx context.Context, tenants []string, lq LogQuery,
 		st.Splits++
 		var batch []out
 		for _, t := range tenants {
+			done := q.inflight.start()
 			streams, err := q.fetch(ctx, t, lq.Query, iv.from, iv.through, lq.Backward, ingesterLimit, st, w)
+			done()
 			if err != nil {
 				return nil, err
 			}
@@ -480,6 +499,7 @@ func (q *Querier) SelectSamples(ctx context.Context, tenants []string, mq Metric
 	g.SetLimit(max(lim.MaxQueryParallelism, 1))
 	for i, gr := range groups {
 		g.Go(func() error {
+			defer q.inflight.start()()
 			gst := &stats[i]
 			gst.Splits = 1
 			src := func(lq *logql.LogQuery, from, through int64) ([]logql.StreamEntries, error) {

@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/thanos-io/objstore"
+	"go.opentelemetry.io/otel/attribute"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/lokilab/lokilab/pkg/chunk"
@@ -19,6 +20,7 @@ import (
 	"github.com/lokilab/lokilab/pkg/labels"
 	"github.com/lokilab/lokilab/pkg/logql"
 	"github.com/lokilab/lokilab/pkg/push"
+	"github.com/lokilab/lokilab/pkg/tracing"
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -166,12 +168,16 @@ func (s *Store) readChunk(ctx context.Context, tenantID string, ref index.ChunkR
 	if ok {
 		st.CacheHits++
 	} else {
+		_, span := tracing.Child(ctx, "store.get_chunk", attribute.String("key", key))
 		rc, err := s.bkt.Get(ctx, key)
 		if err != nil {
+			tracing.End(span, err)
 			return nil, st, fmt.Errorf("querier: chunk %s: %w", key, err)
 		}
 		data, err = io.ReadAll(rc)
 		rc.Close()
+		span.SetAttributes(attribute.Int("bytes", len(data)))
+		tracing.End(span, err)
 		if err != nil {
 			return nil, st, fmt.Errorf("querier: reading chunk %s: %w", key, err)
 		}

@@ -66,13 +66,13 @@ type Ring struct {
 // Run. self needs an ID and a Role; its state and timestamps are set here.
 // reg may be nil. Call Run to join the cluster and keep the instance
 // alive, or Kill to release a Ring that will not run.
-func New(cfg Config, self InstanceDesc, reg prometheus.Registerer, logger *slog.Logger) (*Ring, error) {
-	return newRing(cfg, self, reg, logger, time.Now)
+func New(cfg Config, self InstanceDesc, reg prometheus.Registerer, logger *slog.Logger, opts ...Option) (*Ring, error) {
+	return newRing(cfg, self, reg, logger, time.Now, opts...)
 }
 
 // newRing is New with the clock that stamps writes and judges health,
 // which tests replace.
-func newRing(cfg Config, self InstanceDesc, reg prometheus.Registerer, logger *slog.Logger, now func() time.Time) (*Ring, error) {
+func newRing(cfg Config, self InstanceDesc, reg prometheus.Registerer, logger *slog.Logger, now func() time.Time, opts ...Option) (*Ring, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -121,6 +121,13 @@ func newRing(cfg Config, self InstanceDesc, reg prometheus.Registerer, logger *s
 	mc.Delegate = delegate{r}
 	mc.Events = r.events
 	mc.Logger = log.New(logWriter{logger}, "", 0)
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if err := o.applyTransport(mc); err != nil {
+		return nil, err
+	}
 	r.queue = newBroadcastQueue(r.numMembers, mc.RetransmitMult)
 
 	ml, err := memberlist.Create(mc)

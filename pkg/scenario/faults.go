@@ -51,6 +51,17 @@ type Faults interface {
 	// AdvanceClock moves the system's clock forward (retention, idle and
 	// max-age flushes in seconds instead of hours).
 	AdvanceClock(ctx context.Context, d time.Duration) error
+	// CutOff cuts a component off its peers without stopping it (its
+	// Kafka connections, its gossip, its peers' requests to it); Heal
+	// reconnects it (faults_partition.go).
+	CutOff(ctx context.Context, component string) error
+	Heal(ctx context.Context, component string) error
+	// AddIngester starts one more ingester and returns its name once it
+	// runs and is ready; RemoveComponent stops one for good, gracefully
+	// (an ingester flushes, commits, hands its partitions over and leaves
+	// the ring), and nothing restarts it. Scaling: faults_scale.go.
+	AddIngester(ctx context.Context) (string, error)
+	RemoveComponent(ctx context.Context, name string) error
 }
 
 // KafkaFault describes a broker fault: requests of one kind answered with
@@ -110,7 +121,7 @@ func (f inProcessFaults) Capabilities() []Capability {
 	if f.sys.broker.Load() != nil {
 		kafkaCap = Capability{"KafkaFault", true, "kfake on the embedded broker (app.AllInOneHooks.Broker): an error code via Cluster.Fault (rejected before the broker stores anything), a delay via ControlKey + SleepControl (the request is held, then handled normally); per request kind, a count or until cleared"}
 	}
-	return []Capability{
+	return append([]Capability{
 		{"StopComponent", true, "ingester-N: POST /ingester/shutdown on its HTTP port (flush, commit, hand over, leave the ring)"},
 		{"KillComponent", false, whyKill},
 		{"RestartComponent", false, whyRestart},
@@ -118,7 +129,7 @@ func (f inProcessFaults) Capabilities() []Capability {
 		{"StoreFault", true, "PUT /ingester/faults/store on each ingester (pkg/storage FaultBucket): errors, latency, per operation and key prefix"},
 		{"MemoryLimit", false, whyMemory},
 		{"AdvanceClock", true, "the distributors', ingesters', querier's and compactor's clock (app.AllInOneHooks.Now) moves forward; memberlist and Kafka keep real time"},
-	}
+	}, append(cutCapabilities(false), scaleCapabilities(false)...)...)
 }
 
 func (f inProcessFaults) StopComponent(ctx context.Context, name string) error {

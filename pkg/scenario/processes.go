@@ -136,6 +136,9 @@ func startProcessesOnce(ctx context.Context, cfg app.AllInOneConfig, binary stri
 	}
 	cmd := exec.Command(binary, "run", "-config.file", path)
 	cmd.Stdout, cmd.Stderr = logw, logw
+	// The lab's fault endpoints on in every process (the broker's Kafka
+	// faults, an ingester's network cut: pkg/app/processes_faults.go).
+	cmd.Env = append(os.Environ(), app.LabFaultsEnv+"=1")
 	cmd.SysProcAttr = supervisorProcAttr()
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting %s run -processes: %w", binary, err)
@@ -246,7 +249,7 @@ func (s *System) InProcesses() bool { return s.procs != nil }
 type processesFaults struct{ sys *System }
 
 func (f processesFaults) Capabilities() []Capability {
-	return []Capability{
+	return append([]Capability{
 		{"StopComponent", true, "SIGTERM to the process (pid from GET /processes): an ingester flushes, commits and leaves the ring; the supervisor then restarts it (-processes.restart)"},
 		{"KillComponent", true, "SIGKILL to the process (pid from GET /processes): nothing flushed; the supervisor restarts it after 1s (doubling while it keeps dying)"},
 		{"RestartComponent", true, "SIGTERM if it runs, then waits until the supervisor has it running and ready again"},
@@ -254,7 +257,7 @@ func (f processesFaults) Capabilities() []Capability {
 		{"StoreFault", true, "PUT /ingester/faults/store on each ingester's HTTP port (pkg/storage FaultBucket)"},
 		{"MemoryLimit", true, "writes memory.limit_in_bytes (and memsw) of the process's cgroup v1 memory group, which the supervisor created for it at start (-processes.memory-limit, Configure: cfg.Processes.MemoryLimits); a process started without one has no group to change"},
 		{"AdvanceClock", false, whyClock},
-	}
+	}, append(cutCapabilities(true), scaleCapabilities(true)...)...)
 }
 
 func (f processesFaults) signal(ctx context.Context, name string, sig syscall.Signal) (app.ProcessStatus, error) {

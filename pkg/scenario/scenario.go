@@ -79,6 +79,16 @@ func All() []*Scenario {
 		KafkaOutage(),
 		NoisyNeighbor(),
 		Rebalance(),
+		Leak(),
+		Trace(),
+		Tenants(),
+		Retention(),
+		ChunkCost(),
+		SlowQuery(),
+		FanOut(),
+		ScaleIngesters(),
+		Rollout(),
+		Partition(),
 	}
 	slices.SortStableFunc(all, func(a, b *Scenario) int { return a.Question - b.Question })
 	return all

@@ -292,10 +292,18 @@ func TestQuestionPagesLinkToFilesThatExist(t *testing.T) {
 		t.Fatal("no question pages")
 	}
 	link := regexp.MustCompile(`\]\(([^)#\s]+)(#[^)]*)?\)`)
+	// Code paths named in backticks (`pkg/ingester/flush.go`, `cmd/lokilab/`)
+	// are repository-relative and must exist too.
+	codePath := regexp.MustCompile("`((?:pkg|cmd|internal|docs|deploy|scripts)/[A-Za-z0-9_./-]*)`")
 	for _, p := range pages {
 		b, err := os.ReadFile(p)
 		if err != nil {
 			t.Fatal(err)
+		}
+		for _, m := range codePath.FindAllStringSubmatch(string(b), -1) {
+			if _, err := os.Stat(filepath.Join(repoRoot, filepath.FromSlash(m[1]))); err != nil {
+				t.Errorf("%s names %s, which does not exist: %v", filepath.Base(p), m[1], err)
+			}
 		}
 		for _, m := range link.FindAllStringSubmatch(string(b), -1) {
 			target := m[1]

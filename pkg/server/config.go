@@ -4,6 +4,8 @@ import (
 	"flag"
 	"fmt"
 	"time"
+
+	"github.com/lokilab/lokilab/pkg/tracing"
 )
 
 // Config is the HTTP server and logging configuration every component shares.
@@ -33,6 +35,10 @@ type Config struct {
 	// LogFormat is logfmt (for people) or json (for log pipelines). Default
 	// logfmt.
 	LogFormat string `yaml:"log_format"`
+	// Tracing switches OpenTelemetry spans on (OTLP export, the in-memory
+	// recorder at /debug/traces); off by default. One provider serves the
+	// whole process (pkg/tracing).
+	Tracing tracing.Config `yaml:"tracing"`
 }
 
 // RegisterFlags registers the server flags with Loki's names.
@@ -45,6 +51,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.GracefulShutdownTimeout, "server.graceful-shutdown-timeout", 30*time.Second, "How long in-flight requests may run after shutdown begins.")
 	fs.StringVar(&c.LogLevel, "log.level", "info", "Log level: debug, info, warn, error.")
 	fs.StringVar(&c.LogFormat, "log.format", "logfmt", "Log format: logfmt or json.")
+	c.Tracing.RegisterFlags(fs)
 }
 
 // Validate reports a configuration the server cannot run with.
@@ -58,5 +65,5 @@ func (c *Config) Validate() error {
 	if c.LogFormat != "logfmt" && c.LogFormat != "json" {
 		return fmt.Errorf("server: log_format %q: want logfmt or json", c.LogFormat)
 	}
-	return nil
+	return c.Tracing.Validate()
 }

@@ -13,6 +13,12 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/lokilab/lokilab/pkg/tracing"
 )
 
 type metrics struct {
@@ -83,8 +89,21 @@ func RouteName(pattern string) string {
 }
 
 func (s *Server) instrument(route string, next http.Handler) http.Handler {
+	// Scrapes, readiness polls and profiles are operations on the process,
+	// polled every few seconds: spans for them would bury the requests
+	// worth tracing.
+	traced := route != "metrics" && route != "ready" && !strings.HasPrefix(route, "debug_")
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		// One server span per request, continuing the client's trace when
+		// it sent a traceparent. With tracing off the tracer is a no-op
+		// that still carries the client's span context to the handler.
+		ctx, span := r.Context(), trace.SpanFromContext(r.Context())
+		if traced {
+			ctx, span = s.tracer.Start(tracing.Extract(ctx, propagation.HeaderCarrier(r.Header)),
+				"HTTP "+r.Method+" "+route, trace.WithSpanKind(trace.SpanKindServer))
+			r = r.WithContext(ctx)
+		}
 		ws := strconv.FormatBool(strings.EqualFold(r.Header.Get("Upgrade"), "websocket"))
 		inflight := s.metrics.inflight.WithLabelValues(r.Method, route)
 		inflight.Inc()
@@ -106,7 +125,14 @@ func (s *Server) instrument(route string, next http.Handler) http.Handler {
 				status = http.StatusOK
 			}
 			elapsed := time.Since(start)
-			s.metrics.duration.WithLabelValues(r.Method, route, strconv.Itoa(status), ws).Observe(elapsed.Seconds())
+			tracing.Observe(ctx, s.metrics.duration.WithLabelValues(r.Method, route, strconv.Itoa(status), ws), elapsed.Seconds())
+			if traced {
+				span.SetAttributes(attribute.String("http.route", route), attribute.Int("http.response.status_code", status))
+				if status >= 500 {
+					span.SetStatus(codes.Error, http.StatusText(status))
+				}
+				span.End()
+			}
 			if r.ContentLength > 0 {
 				s.metrics.reqBytes.WithLabelValues(r.Method, route).Observe(float64(r.ContentLength))
 			}

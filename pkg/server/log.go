@@ -5,6 +5,8 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+
+	"github.com/lokilab/lokilab/pkg/tracing"
 )
 
 // NewLogger returns the slog logger a component logs through. logfmt is
@@ -16,11 +18,12 @@ func NewLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 		return nil, err
 	}
 	opts := &slog.HandlerOptions{Level: lvl}
+	// Lines logged with a context that holds a span carry its trace_id.
 	switch format {
 	case "", "logfmt":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
+		return slog.New(tracing.LogHandler(slog.NewTextHandler(w, opts))), nil
 	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
+		return slog.New(tracing.LogHandler(slog.NewJSONHandler(w, opts))), nil
 	default:
 		return nil, fmt.Errorf("log format %q: want logfmt or json", format)
 	}

@@ -33,8 +33,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/lokilab/lokilab/pkg/config"
+	"github.com/lokilab/lokilab/pkg/tracing"
 )
 
 // Options are the server's dependencies.
@@ -48,6 +50,10 @@ type Options struct {
 	// /config?mode=defaults and as the baseline of /config?mode=diff.
 	Config        any
 	DefaultConfig any
+	// Tracing, if set, gives every route a server span (W3C traceparent
+	// honoured) and exemplars on loki_request_duration_seconds, and its
+	// recorder, if any, is served at /debug/traces. Nil: no spans.
+	Tracing *tracing.Provider
 }
 
 // Server is an HTTP server with lokilab's operational endpoints.
@@ -59,6 +65,7 @@ type Server struct {
 	ln      net.Listener
 	srv     *http.Server
 	metrics *metrics
+	tracer  trace.Tracer
 
 	mu     sync.Mutex
 	checks []readinessCheck
@@ -110,6 +117,10 @@ func New(cfg Config, opts Options) (*Server, error) {
 		mux:     http.NewServeMux(),
 		ln:      ln,
 		metrics: m,
+		tracer:  tracing.OrNoop(nil).Tracer("lokilab/server"),
+	}
+	if opts.Tracing != nil {
+		s.tracer = opts.Tracing.Tracer("lokilab/server")
 	}
 	s.srv = &http.Server{
 		Handler:           s.mux,
@@ -134,7 +145,19 @@ func New(cfg Config, opts Options) (*Server, error) {
 	s.Handle("GET /debug/pprof/profile", http.HandlerFunc(pprof.Profile))
 	s.Handle("GET /debug/pprof/symbol", http.HandlerFunc(pprof.Symbol))
 	s.Handle("GET /debug/pprof/trace", http.HandlerFunc(pprof.Trace))
+	if opts.Tracing != nil && opts.Tracing.Recorder() != nil {
+		s.Handle("GET /debug/traces", tracing.Handler(opts.Tracing.Recorder()))
+	}
 	return s, nil
+}
+
+// TracerProvider is the provider the server's spans come from, for the
+// components behind it (nil when the server has none).
+func (s *Server) TracerProvider() trace.TracerProvider {
+	if s.opts.Tracing == nil {
+		return nil
+	}
+	return s.opts.Tracing
 }
 
 // Addr is the address the server listens on, with the port resolved.
