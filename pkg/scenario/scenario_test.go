@@ -58,6 +58,20 @@ func TestScenariosAreWellFormed(t *testing.T) {
 	}
 }
 
+// TestEveryQuestionHasOneScenario: LAB.md's fifteen questions each have
+// exactly one experiment, so `lokilab scenario --list` shows all fifteen.
+func TestEveryQuestionHasOneScenario(t *testing.T) {
+	byQuestion := map[int][]string{}
+	for _, s := range All() {
+		byQuestion[s.Question] = append(byQuestion[s.Question], s.Name)
+	}
+	for q := 1; q <= 15; q++ {
+		if len(byQuestion[q]) != 1 {
+			t.Errorf("question %d: scenarios %v, want exactly one", q, byQuestion[q])
+		}
+	}
+}
+
 // TestCodeToReadExists keeps every scenario's "code to read" list true as
 // files move.
 func TestCodeToReadExists(t *testing.T) {
