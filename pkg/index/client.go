@@ -189,8 +189,13 @@ func (c *Client) Segments(ctx context.Context, tenantID string, from, through in
 	if err != nil {
 		return nil, nil, err
 	}
+	// Segments already read are kept across attempts: a listing again
+	// downloads only what is new in it (the merged segment), so a day that
+	// holds hundreds of segments does not have to be read whole, again,
+	// while the compactor keeps replacing it under a heavy write load.
+	have := make(map[string]*Segment)
 	for attempt := 1; ; attempt++ {
-		segs, keys, err := c.read(ctx, tenantID, days)
+		segs, keys, err := c.read(ctx, tenantID, days, have)
 		var gone *goneError
 		if err == nil || !errors.As(err, &gone) || attempt == relistAttempts {
 			return segs, keys, err
@@ -223,9 +228,11 @@ func (c *Client) daysIn(ctx context.Context, from, through int64) ([]int, error)
 	return all[lo:hi], nil
 }
 
-// read lists the tenant's segments of days, then downloads and decodes them,
-// fetchConcurrency requests at a time.
-func (c *Client) read(ctx context.Context, tenantID string, days []int) ([]*Segment, []string, error) {
+// read lists the tenant's segments of days, then downloads and decodes those
+// not in have, fetchConcurrency requests at a time, adding them to have. It
+// returns the segments of this listing only: one read before but no longer
+// listed was replaced by a merged segment that is.
+func (c *Client) read(ctx context.Context, tenantID string, days []int, have map[string]*Segment) ([]*Segment, []string, error) {
 	perDay := make([][]string, len(days))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(fetchConcurrency)
@@ -254,13 +261,23 @@ func (c *Client) read(ctx context.Context, tenantID string, days []int) ([]*Segm
 	g, gctx = errgroup.WithContext(ctx)
 	g.SetLimit(fetchConcurrency)
 	for i, key := range keys {
+		if seg, ok := have[key]; ok {
+			segs[i] = seg
+			continue
+		}
 		g.Go(func() error {
 			var err error
 			segs[i], err = c.readSegment(gctx, key)
 			return err
 		})
 	}
-	if err := g.Wait(); err != nil {
+	err := g.Wait()
+	for i, key := range keys {
+		if segs[i] != nil {
+			have[key] = segs[i]
+		}
+	}
+	if err != nil {
 		return nil, nil, err
 	}
 	return segs, keys, nil
