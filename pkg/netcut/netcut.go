@@ -193,7 +193,8 @@ func (s *Switch) Status() Status {
 // Close it with Shutdown, as memberlist does.
 func (s *Switch) Transport(inner memberlist.NodeAwareTransport) memberlist.NodeAwareTransport {
 	t := &transport{NodeAwareTransport: inner, s: s,
-		packets: make(chan *memberlist.Packet), streams: make(chan net.Conn), done: make(chan struct{})}
+		packets: make(chan *memberlist.Packet), streams: make(chan net.Conn),
+		closing: make(chan struct{}), done: make(chan struct{})}
 	go t.forwardPackets()
 	go t.forwardStreams()
 	return t
@@ -201,11 +202,13 @@ func (s *Switch) Transport(inner memberlist.NodeAwareTransport) memberlist.NodeA
 
 type transport struct {
 	memberlist.NodeAwareTransport
-	s        *Switch
-	packets  chan *memberlist.Packet
-	streams  chan net.Conn
-	done     chan struct{}
-	shutdown sync.Once
+	s           *Switch
+	packets     chan *memberlist.Packet
+	streams     chan net.Conn
+	closing     chan struct{} // Shutdown began: drain, hand nothing on
+	closingOnce sync.Once
+	done        chan struct{} // the inner transport is shut down: stop
+	shutdown    sync.Once
 }
 
 func (t *transport) WriteTo(b []byte, addr string) (time.Time, error) {
@@ -239,9 +242,16 @@ func (t *transport) DialAddressTimeout(addr memberlist.Address, timeout time.Dur
 func (t *transport) PacketCh() <-chan *memberlist.Packet { return t.packets }
 func (t *transport) StreamCh() <-chan net.Conn           { return t.streams }
 
+// Shutdown first switches the forwarders to draining (what arrives is
+// dropped, not handed on), then shuts the inner transport down, then stops
+// the forwarders. Stopping them first hangs: memberlist's own transport
+// waits in Shutdown for its listeners, and a listener blocked handing over
+// a packet that nobody takes any more never returns.
 func (t *transport) Shutdown() error {
+	t.closingOnce.Do(func() { close(t.closing) })
+	err := t.NodeAwareTransport.Shutdown()
 	t.shutdown.Do(func() { close(t.done) })
-	return t.NodeAwareTransport.Shutdown()
+	return err
 }
 
 // forwardPackets passes incoming packets on while healed and drops them
@@ -256,8 +266,7 @@ func (t *transport) forwardPackets() {
 			}
 			select {
 			case t.packets <- p:
-			case <-t.done:
-				return
+			case <-t.closing: // dropped; keep draining the inner transport
 			}
 		case <-t.done:
 			return
@@ -278,9 +287,8 @@ func (t *transport) forwardStreams() {
 			}
 			select {
 			case t.streams <- c:
-			case <-t.done:
+			case <-t.closing:
 				_ = c.Close()
-				return
 			}
 		case <-t.done:
 			return

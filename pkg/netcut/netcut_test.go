@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"testing"
 	"time"
 
@@ -190,4 +191,37 @@ func TestTransportDropsGossipWhileCut(t *testing.T) {
 		t.Fatalf("rejoin after the heal: %v", err)
 	}
 	waitFor("a sees b again", func() bool { return alive(a, "b") })
+}
+
+// Shutdown returns even when packets arrived that nobody read: memberlist's
+// transport waits in Shutdown for its listener, which is blocked handing a
+// packet over. Stopping the forwarders first hung ingesters at SIGTERM in
+// processes mode (the lab's fault endpoints are on there).
+func TestTransportShutdownWithUnreadPackets(t *testing.T) {
+	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{BindAddrs: []string{"127.0.0.1"}, BindPort: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := New().Transport(nt)
+	c, err := net.Dial("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(nt.GetAutoBindPort())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for range 3 { // one held by the forwarder, one by the listener, one queued
+		if _, err := c.Write([]byte("ping")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(100 * time.Millisecond) // let them arrive; nobody reads PacketCh
+	done := make(chan error, 1)
+	go func() { done <- tr.Shutdown() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Shutdown did not return within 10s with unread packets")
+	}
 }

@@ -198,6 +198,7 @@ func (w *rbWatch) delta(key string, v float64, known bool) float64 {
 
 func (w *rbWatch) tick(ctx context.Context) {
 	now := time.Now()
+	ingesters, partitions := w.sys.view() // a scale step may rewrite them meanwhile
 	ends, err := w.adm.ListEndOffsets(ctx, w.sys.Topic)
 	endOf := map[int32]int64{}
 	if err == nil {
@@ -209,7 +210,7 @@ func (w *rbWatch) tick(ctx context.Context) {
 		ok   bool
 	}
 	var res []scrape
-	for _, in := range w.sys.Ingesters {
+	for _, in := range ingesters {
 		sc := scrape{name: in.Name, fams: map[string]float64{}}
 		req, rerr := http.NewRequestWithContext(ctx, http.MethodGet, in.URL+"/metrics", nil)
 		if rerr == nil {
@@ -297,7 +298,7 @@ func (w *rbWatch) tick(ctx context.Context) {
 	// The lag: what an owner reports; for a partition nobody owns, the
 	// records written since its position was last known.
 	var lag int64
-	for p := range int32(w.sys.Partitions) {
+	for p := range int32(partitions) {
 		end, known := endOf[p]
 		if l, ok := lagNow[p]; ok {
 			lag += l

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -69,6 +70,20 @@ type System struct {
 	done   chan error
 	// procs is set in processes mode (StartProcesses, processes.go).
 	procs *processesSys
+
+	// viewMu guards Ingesters and Partitions while checkReady rewrites them
+	// (a scale or rollout step waits for the ingesters again) and a
+	// watcher goroutine reads them: watchers use view, the scenario's own
+	// goroutine may read the fields directly.
+	viewMu sync.RWMutex
+}
+
+// view returns the ingesters and the partition count, for goroutines that
+// run beside the scenario's.
+func (s *System) view() ([]Component, int) {
+	s.viewMu.RLock()
+	defer s.viewMu.RUnlock()
+	return s.Ingesters, s.Partitions
 }
 
 // LabConfig returns the configuration scenarios run the system with: the
@@ -320,8 +335,10 @@ func (s *System) checkReady(ctx context.Context, ingesters int) error {
 	}
 	s.Distributors = dists
 	slices.SortFunc(ings, func(a, b Component) int { return strings.Compare(a.Name, b.Name) })
+	s.viewMu.Lock()
 	s.Ingesters = ings
 	s.Partitions = len(v.Partitions)
+	s.viewMu.Unlock()
 	return nil
 }
 
