@@ -47,7 +47,7 @@ func runScenario(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		fs.Var(knobFlag{k, knobs}, k.Name, usage)
 	}
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "lokilab scenario %s — Q%d: %s\n\n%s\n\nFlags:\n", s.Name, s.Question, s.Title, s.Hypothesis)
+		fmt.Fprintf(stderr, "lokilab scenario %s — %s\n\n%s\n\nFlags:\n", s.Name, s.Heading(), s.Hypothesis)
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args[1:]); err != nil {

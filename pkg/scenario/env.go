@@ -197,7 +197,7 @@ func Run(ctx context.Context, s *Scenario, opts Options) (*Result, error) {
 		env.Logf("error: %v", err)
 	}
 
-	env.Logf("scenario %s (Q%d: %s)%s", s.Name, s.Question, s.Title, map[bool]string{true: ", short mode"}[opts.Short])
+	env.Logf("scenario %s (%s)%s", s.Name, s.Heading(), map[bool]string{true: ", short mode"}[opts.Short])
 	env.Logf("hypothesis: %s", s.Hypothesis)
 	cfg, err := LabConfig(dataDir)
 	if err != nil {

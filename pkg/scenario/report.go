@@ -243,7 +243,7 @@ func (r *Report) Write(dir string, sampler *Sampler) (string, error) {
 	s := r.scenario
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
-	w("# Scenario `%s` — Q%d: %s\n\n", s.Name, s.Question, s.Title)
+	w("# Scenario `%s` — %s\n\n", s.Name, s.Heading())
 	verdict := "✅ **passed**"
 	if len(r.errs) > 0 || len(r.checks) == 0 || r.failed() > 0 {
 		verdict = fmt.Sprintf("❌ **failed** (%d of %d checks failed", r.failed(), len(r.checks))
@@ -260,8 +260,8 @@ func (r *Report) Write(dir string, sampler *Sampler) (string, error) {
 	if end.IsZero() {
 		end = time.Now()
 	}
-	w("%s — %s mode, started %s, took %s. Run again with `lokilab scenario %s%s`.\n\n",
-		verdict, mode, r.start.Format(time.RFC3339), end.Sub(r.start).Round(100*time.Millisecond), s.Name, map[bool]string{true: " -short"}[r.short])
+	w("%s — %s mode, started %s, took %s. Run again with `%s%s`.\n\n",
+		verdict, mode, r.start.Format(time.RFC3339), end.Sub(r.start).Round(100*time.Millisecond), s.RunCommand(), map[bool]string{true: " -short"}[r.short])
 
 	w("## Hypothesis\n\n%s\n\n", s.Hypothesis)
 

@@ -24,9 +24,11 @@ type Scenario struct {
 	// Name is the command-line name: `lokilab scenario <Name>`.
 	Name string
 	// Question is the lab question's number in LAB.md (1-15), Title its
-	// wording.
+	// wording. A scenario that answers no lab question (the soak) has 0.
 	Question int
 	Title    string
+	// Command is how a user runs it; empty means `lokilab scenario <Name>`.
+	Command string
 	// Hypothesis is what the scenario claims the system does, in one or
 	// two sentences; the checks test it.
 	Hypothesis string
@@ -92,6 +94,24 @@ func All() []*Scenario {
 	}
 	slices.SortStableFunc(all, func(a, b *Scenario) int { return a.Question - b.Question })
 	return all
+}
+
+// Heading is the scenario's question and title as reports and progress
+// print them: "Q4: …", or the title alone for a scenario that answers no
+// lab question.
+func (s *Scenario) Heading() string {
+	if s.Question == 0 {
+		return s.Title
+	}
+	return fmt.Sprintf("Q%d: %s", s.Question, s.Title)
+}
+
+// RunCommand is the command that runs the scenario.
+func (s *Scenario) RunCommand() string {
+	if s.Command != "" {
+		return s.Command
+	}
+	return "lokilab scenario " + s.Name
 }
 
 // Lookup returns the scenario named name.

@@ -364,3 +364,23 @@ func TestReportDirIsClearedOnlyOfReports(t *testing.T) {
 		t.Fatal("a file the report did not write was removed")
 	}
 }
+
+// TestHeadingAndCommand: a report names the question a scenario answers
+// and the command that runs it again; the soak answers none and is run by
+// its own command.
+func TestHeadingAndCommand(t *testing.T) {
+	for _, tc := range []struct {
+		s                *Scenario
+		heading, command string
+	}{
+		{Tour(), "Q1: " + Tour().Title, "lokilab scenario tour"},
+		{Soak(), Soak().Title, "lokilab soak"},
+	} {
+		if got := tc.s.Heading(); got != tc.heading {
+			t.Errorf("%s: Heading() = %q, want %q", tc.s.Name, got, tc.heading)
+		}
+		if got := tc.s.RunCommand(); got != tc.command {
+			t.Errorf("%s: RunCommand() = %q, want %q", tc.s.Name, got, tc.command)
+		}
+	}
+}

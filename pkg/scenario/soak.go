@@ -68,6 +68,7 @@ func Soak() *Scenario {
 	return &Scenario{
 		Name:     "soak",
 		Question: 0,
+		Command:  "lokilab soak",
 		Title:    "Soak: sustained load with live queries (not a lab question; issue 8)",
 		Hypothesis: "Under sustained load at half the maximum rate measured in the same run, with log and metric queries and a tail running, " +
 			"every component's goroutines, heap in use and resident memory stay flat after a warm-up " +
