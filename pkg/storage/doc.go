@@ -63,7 +63,11 @@
 //
 // # Keys
 //
-// The key layout belongs to the packages writing the objects (chunk keys to
-// pkg/index). ValidateKeyPart is the last line of defence they use before
-// an externally supplied string, such as a tenant ID, becomes part of a key.
+// The key layout belongs to the packages writing the objects (chunk and
+// index keys to pkg/index). A tenant ID becomes part of a key only after
+// tenant.ValidateID, which the distributor applies to every push and the
+// ingester again to every Kafka record (kafka.DecodeRecord); its alphabet
+// has no path separator, control character or "..". The filesystem
+// backend refuses, besides, any key that is not a local path under its
+// root (checkKey): the last line of defence for a key built wrongly.
 package storage

@@ -2,12 +2,9 @@ package storage
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"strings"
-	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/thanos-io/objstore"
@@ -212,27 +209,3 @@ func (k kitLogger) Log(keyvals ...any) error {
 	return nil
 }
 
-// ValidateKeyPart rejects a string that must not become one segment of an
-// object key: empty, "." or "..", or containing "/", "\", NUL or any other
-// control character, or invalid UTF-8 (S3 keys are UTF-8, and its XML
-// listings cannot carry most control characters). Callers check every
-// externally supplied segment, tenant IDs first, before building a key: it
-// is defence in depth behind the tenant package's stricter rules, and what
-// keeps "../other-tenant" from meaning a path on the filesystem backend.
-func ValidateKeyPart(s string) error {
-	switch s {
-	case "":
-		return errors.New("storage: empty key part")
-	case ".", "..":
-		return fmt.Errorf("storage: key part %q is a relative path element", s)
-	}
-	if !utf8.ValidString(s) {
-		return fmt.Errorf("storage: key part %q is not valid UTF-8", s)
-	}
-	if i := strings.IndexFunc(s, func(r rune) bool {
-		return r == '/' || r == '\\' || r < 0x20 || r == 0x7f
-	}); i >= 0 {
-		return fmt.Errorf("storage: key part %q contains %q", s, s[i])
-	}
-	return nil
-}

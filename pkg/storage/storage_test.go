@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"path"
 	"slices"
 	"strings"
 	"testing"
@@ -281,54 +280,6 @@ func TestS3BucketBuildsOfflineAndFailsOnUse(t *testing.T) {
 	}
 }
 
-func TestValidateKeyPart(t *testing.T) {
-	for _, tc := range []struct {
-		part string
-		ok   bool
-	}{
-		{"fake", true},
-		{"tenant-1_a.b*c'(d)!", true},
-		{"...", true},
-		{".hidden", true},
-		{"ünïcode", true},
-		{"", false},
-		{".", false},
-		{"..", false},
-		{"a/b", false},
-		{"/abs", false},
-		{"../other", false},
-		{`a\b`, false},
-		{"a\x00b", false},
-		{"line\nbreak", false},
-		{"del\x7f", false},
-		{"\xff\xfe", false},
-	} {
-		err := ValidateKeyPart(tc.part)
-		if (err == nil) != tc.ok {
-			t.Errorf("ValidateKeyPart(%q) = %v, want ok=%v", tc.part, err, tc.ok)
-		}
-	}
-}
-
-// FuzzValidateKeyPart checks the property callers rely on: an accepted
-// part is exactly one path element, which path.Join cannot climb out of.
-func FuzzValidateKeyPart(f *testing.F) {
-	for _, s := range []string{"fake", "..", "a/b", `a\b`, "a\x00", ".", "...", "é"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		if ValidateKeyPart(s) != nil {
-			return
-		}
-		joined := path.Join("root", s, "chunks")
-		if joined != "root/"+s+"/chunks" {
-			t.Fatalf("accepted %q but path.Join gives %q", s, joined)
-		}
-		if strings.ContainsAny(s, "/\\\x00") {
-			t.Fatalf("accepted %q with a separator or NUL", s)
-		}
-	})
-}
 
 func TestKitLoggerMapsLevelsAndMessage(t *testing.T) {
 	var buf bytes.Buffer
