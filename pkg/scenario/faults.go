@@ -9,14 +9,9 @@ import (
 	"io"
 	"net/http"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kerr"
-	"github.com/twmb/franz-go/pkg/kfake"
-	"github.com/twmb/franz-go/pkg/kmsg"
-
+	"github.com/lokilab/lokilab/pkg/kafka"
 	"github.com/lokilab/lokilab/pkg/storage"
 )
 
@@ -118,7 +113,7 @@ type inProcessFaults struct{ sys *System }
 
 func (f inProcessFaults) Capabilities() []Capability {
 	kafkaCap := Capability{"KafkaFault", false, whyKafka}
-	if f.sys.broker.Load() != nil {
+	if f.sys.kafkaFaults.Load() != nil {
 		kafkaCap = Capability{"KafkaFault", true, "kfake on the embedded broker (app.AllInOneHooks.Broker): an error code via Cluster.Fault (rejected before the broker stores anything), a delay via ControlKey + SleepControl (the request is held, then handled normally); per request kind, a count or until cleared"}
 	}
 	return append([]Capability{
@@ -149,118 +144,38 @@ func (f inProcessFaults) RestartComponent(context.Context, string) error {
 }
 
 func (f inProcessFaults) KafkaFault(_ context.Context, kf KafkaFault) error {
-	b := f.sys.broker.Load()
-	if b == nil {
+	fi := f.sys.kafkaFaults.Load()
+	if fi == nil {
 		return &NotBuiltError{"KafkaFault", whyKafka}
 	}
-	return f.sys.kafkaFault.add(b.Cluster(), kf)
+	if err := fi.Add(kf.spec()); err != nil {
+		return fmt.Errorf("KafkaFault: %w", err)
+	}
+	return nil
 }
 
 func (f inProcessFaults) ClearKafkaFaults(context.Context) error {
-	if f.sys.broker.Load() == nil {
+	fi := f.sys.kafkaFaults.Load()
+	if fi == nil {
 		return &NotBuiltError{"ClearKafkaFaults", whyKafka}
 	}
-	f.sys.kafkaFault.clear()
+	fi.Clear()
 	return nil
 }
 
-// kafkaFaultState is what a system's Kafka faults installed, so
-// ClearKafkaFaults can take it all back.
-type kafkaFaultState struct {
-	mu      sync.Mutex
-	handles []*kfake.FaultHandle
-	// wake is closed by clear: every request held by a delay fault is
-	// released at once, and their control functions drop themselves.
-	wake chan struct{}
-}
+// setBroker hands the system its embedded broker: the Kafka fault hooks
+// install their faults through it.
+func (s *System) setBroker(b *kafka.Broker) { s.kafkaFaults.Store(kafka.NewFaultInjector(b)) }
 
-// requestKey maps a request kind ("produce", "offset_commit",
-// "OffsetCommit") to its Kafka API key.
-func requestKey(name string) (kmsg.Key, error) {
-	norm := func(s string) string { return strings.ToLower(strings.ReplaceAll(s, "_", "")) }
-	for k := int16(0); k < 128; k++ {
-		if n := kmsg.NameForKey(k); n != "" && norm(n) == norm(name) {
-			return kmsg.Key(k), nil
-		}
+// spec is the broker's form of the fault (kafka.FaultSpec, also what its
+// lab fault endpoint takes as JSON).
+func (kf KafkaFault) spec() kafka.FaultSpec {
+	s := kafka.FaultSpec{Request: kf.Request, ErrorCode: kf.ErrorCode, Count: kf.Count}
+	if kf.Delay != 0 {
+		// A negative delay reaches the injector, which refuses it.
+		s.Delay = kf.Delay.String()
 	}
-	return 0, fmt.Errorf("unknown Kafka request kind %q (e.g. produce, fetch, offset_commit, metadata)", name)
-}
-
-func (s *kafkaFaultState) add(c *kfake.Cluster, kf KafkaFault) error {
-	key, err := requestKey(kf.Request)
-	if err != nil {
-		return err
-	}
-	if kf.ErrorCode == 0 && kf.Delay <= 0 {
-		return errors.New("KafkaFault: neither an error code nor a delay")
-	}
-	if kf.Count < 0 {
-		return errors.New("KafkaFault: negative count")
-	}
-	var kerrErr *kerr.Error
-	if kf.ErrorCode != 0 {
-		e := kerr.ErrorForCode(kf.ErrorCode)
-		if !errors.As(e, &kerrErr) || kerrErr.Code != kf.ErrorCode {
-			return fmt.Errorf("KafkaFault: unknown Kafka error code %d", kf.ErrorCode)
-		}
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.wake == nil {
-		s.wake = make(chan struct{})
-	}
-	if kf.Delay > 0 {
-		// Hold each matching request for Delay (or until cleared), then
-		// let the broker handle it: a stall, as a broker with a stuck
-		// disk or a network partition shows it. The error, if any, is
-		// answered after the delay by the fault below.
-		wake := s.wake
-		// Control functions run concurrently once one sleeps.
-		var left atomic.Int64
-		left.Store(int64(kf.Count))
-		c.ControlKey(key.Int16(), func(kmsg.Request) (kmsg.Response, error, bool) {
-			select {
-			case <-wake:
-				c.DropControl()
-				return nil, nil, false
-			default:
-			}
-			c.KeepControl()
-			if kf.Count > 0 && left.Add(-1) <= 0 {
-				c.DropControl()
-			}
-			c.SleepControl(func() {
-				t := time.NewTimer(kf.Delay)
-				defer t.Stop()
-				select {
-				case <-t.C:
-				case <-wake:
-				}
-			})
-			return nil, nil, false
-		})
-	}
-	if kerrErr != nil {
-		count := kf.Count
-		if count == 0 {
-			count = -1
-		}
-		s.handles = append(s.handles, c.Fault(kfake.Fault{Keys: []kmsg.Key{key}, Err: kerrErr, Count: count}))
-	}
-	return nil
-}
-
-func (s *kafkaFaultState) clear() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, h := range s.handles {
-		h.Remove()
-	}
-	s.handles = nil
-	if s.wake != nil {
-		close(s.wake)
-		s.wake = nil
-	}
+	return s
 }
 
 func (f inProcessFaults) MemoryLimit(context.Context, string, int64) error {

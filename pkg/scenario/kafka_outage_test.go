@@ -137,7 +137,7 @@ func TestKafkaOutageFaultHook(t *testing.T) {
 	if err := sys.Faults().KafkaFault(context.Background(), KafkaFault{Request: "produce", ErrorCode: 7}); !errors.Is(err, ErrNotBuilt) {
 		t.Fatalf("KafkaFault without a broker = %v, want ErrNotBuilt", err)
 	}
-	sys.broker.Store(b)
+	sys.setBroker(b)
 	f := sys.Faults()
 	if caps := f.Capabilities(); !slices.ContainsFunc(caps, func(c Capability) bool { return c.Hook == "KafkaFault" && c.Built }) {
 		t.Fatalf("capabilities %v", caps)

@@ -56,14 +56,14 @@ type System struct {
 	// "distributor-2", … on ports of their own, in the same ring.
 	Distributors []Component
 
-	// broker is the embedded broker, handed out by RunAllInOneWith: the
-	// Kafka fault hooks install kfake faults through it.
-	broker    atomic.Pointer[kafka.Broker]
-	distAddrs atomic.Pointer[[]string]
+	// kafkaFaults installs kfake faults on the embedded broker handed out
+	// by RunAllInOneWith (setBroker): the Kafka fault hooks. The same
+	// injector serves the broker's lab fault endpoint in processes mode.
+	kafkaFaults atomic.Pointer[kafka.FaultInjector]
+	distAddrs   atomic.Pointer[[]string]
 	// ahead is how far the in-process system's clock runs ahead of real
 	// time (ns): AdvanceClock adds to it (app.AllInOneHooks.Now).
-	ahead      atomic.Int64
-	kafkaFault kafkaFaultState
+	ahead atomic.Int64
 
 	client *http.Client
 	cancel context.CancelFunc
@@ -169,7 +169,7 @@ func startOnce(ctx context.Context, cfg app.AllInOneConfig, logger *slog.Logger)
 		done:          make(chan error, 1),
 	}
 	hooks := app.AllInOneHooks{
-		Broker:       func(b *kafka.Broker) { sys.broker.Store(b) },
+		Broker:       sys.setBroker,
 		Distributors: func(addrs []string) { sys.distAddrs.Store(&addrs) },
 		Now:          sys.now,
 	}
