@@ -47,7 +47,9 @@ func stallProduce(c *kfake.Cluster) (release func()) {
 func TestBrokerErrorsOpenAndCloseTheBreaker(t *testing.T) {
 	h := newHarness(t, harnessOptions{cfg: func(c *Config) {
 		c.Breaker.ConsecutiveFailures = 3
-		c.Breaker.OpenTimeout = 200 * time.Millisecond
+		// Long enough that the checks of the open breaker below run
+		// before it turns half-open, even on a loaded machine.
+		c.Breaker.OpenTimeout = 2 * time.Second
 	}})
 	fault := h.broker.Cluster().Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: "loki", Err: kerr.UnknownServerError, Count: -1})
 
@@ -371,7 +373,12 @@ func TestRefusedPushesDoNotSpendRateLimit(t *testing.T) {
 	h := newHarness(t, harnessOptions{
 		cfg: func(c *Config) {
 			c.Breaker.ConsecutiveFailures = 2
-			c.Breaker.OpenTimeout = 100 * time.Millisecond
+			// Long enough that the 20 pushes below all meet an open
+			// breaker even on a loaded machine under -race (at 100ms one
+			// of them could become the half-open probe, go to the still
+			// failing broker and spend a token); the wait for the probe
+			// after the fault costs this much once.
+			c.Breaker.OpenTimeout = 3 * time.Second
 		},
 		// Room for three pushes and no refill (the test clock stands
 		// still): two that fail in Kafka and open the breaker, one after
