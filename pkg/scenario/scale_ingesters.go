@@ -406,14 +406,15 @@ func runScaleIngesters(ctx context.Context, env *Env) error {
 		}
 		return out
 	}
-	v0, err := sys.scaleRing(ctx)
+	// The system is ready once every partition has an ACTIVE owner; an
+	// ingester that claimed a partition before it saw the others may still
+	// hold a JOINING claim a ring tick longer. Scaling starts from a
+	// settled ring, so wait for it.
+	v0, err := waitSettled(ctx, sys, members(), settle, time.Now())
 	if err != nil {
-		return err
+		return fmt.Errorf("before scaling: %w", err)
 	}
-	owners0, why := v0.settled(members())
-	if owners0 == nil {
-		return fmt.Errorf("the ring is not settled before scaling: %s", why)
-	}
+	owners0 := v0.after
 	var phases []scalePhase
 	ph, err := measurePhase(ctx, env, client, fmt.Sprintf("%d ingesters", start), owners0, k.Duration("phase"))
 	if err != nil {

@@ -208,4 +208,3 @@ func (k kitLogger) Log(keyvals ...any) error {
 	k.l.Log(context.Background(), lvl, msg, attrs...)
 	return nil
 }
-

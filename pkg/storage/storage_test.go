@@ -280,7 +280,6 @@ func TestS3BucketBuildsOfflineAndFailsOnUse(t *testing.T) {
 	}
 }
 
-
 func TestKitLoggerMapsLevelsAndMessage(t *testing.T) {
 	var buf bytes.Buffer
 	l := kitLogger{newTextLogger(&buf)}
