@@ -1,7 +1,6 @@
 package chunk
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -91,30 +90,47 @@ type blockMeta struct {
 	size       int // uncompressed bytes
 }
 
-// headBlock holds entries not yet cut. Each entry's body (everything but
-// its timestamp, serialised as in a block) is appended to arena, and index
-// keeps (timestamp, body range) sorted by timestamp, then by append order.
-// Keeping index sorted on insertion is cheap (entries mostly arrive in
-// order, so it is an append; otherwise a binary search and a short memmove
-// of 16-byte elements), and it makes duplicate detection, cutting and
-// snapshotting for iterators straightforward.
+// headBlock holds the entries not yet cut, in arena: each entry's body
+// (everything but its timestamp, serialised as in a block), appended in
+// arrival order.
 //
 // While every entry has arrived in timestamp order (the usual case), each
-// body in arena is preceded by its timestamp encoded as the block format
-// stores it (a varint for the first entry, then uvarint deltas), so the
-// arena is byte for byte the serialised block and cut compresses it as it
-// is, without copying it first: one memmove of a whole block less per cut
-// (docs/performance.md has BenchmarkBuildVsSnappy's figures). The first
-// entry out of order sets unordered and its body gets no prefix; cut then
-// serialises the block from index instead.
+// body is preceded by its timestamp encoded as the block format stores it
+// (a varint for the first entry, then uvarint deltas), so the arena is byte
+// for byte the serialised block, and the head keeps nothing else: no
+// per-entry index. cut compresses the arena as it is; an iterator parses
+// it as it would a decompressed block (parseBlock); a duplicate can only
+// be one of the trailing entries with the newest timestamp, found by
+// parsing the arena from runOff. The index this replaced cost 16 bytes per
+// entry plus its spare capacity, a tenth of the head's memory
+// (docs/performance.md, "Ingester memory per active stream").
+//
+// The first entry out of order (a straggler) switches the head to indexed
+// mode for the rest of the block: index is built by parsing the arena,
+// then keeps (timestamp, body range) of every entry sorted by timestamp,
+// then by append order. Stragglers' bodies are appended without a
+// timestamp prefix; cut serialises the block from index, and duplicate
+// checks and iterators use index. Keeping index sorted on insertion is
+// cheap (a binary search and a short memmove of 16-byte elements). The
+// index is dropped at the cut, so only blocks that received a straggler
+// pay for one.
 type headBlock struct {
-	arena     []byte
+	arena []byte
+	// n is the number of entries, minT and maxT their smallest and largest
+	// timestamps. In order, maxT is the last entry's timestamp, the base
+	// of the next one's delta.
+	n          int
+	minT, maxT int64
+	// size is the bytes of the serialised block: len(arena) in order, and
+	// more in indexed mode (stragglers' timestamps are not in the arena).
+	// It is what the block size bounds.
+	size int
+	// runOff is, in order, the arena offset of the first entry whose
+	// timestamp is maxT: where a duplicate check starts.
+	runOff int
+	// index is nil while the entries are in order (unordered is false).
 	index     []entryRef
 	unordered bool
-	// bodies is the bytes of entry bodies in arena, which is what the
-	// block size counts (the timestamps' few bytes each are not counted,
-	// as before they were kept in arena).
-	bodies int
 	// shared is set when an iterator took a view of arena, which must then
 	// not be overwritten: the next cut starts a new arena instead of
 	// reusing this one.
@@ -126,6 +142,116 @@ type headBlock struct {
 type entryRef struct {
 	ts       int64
 	off, end uint32
+}
+
+// meta describes the head as the block it serialises to.
+func (h *headBlock) meta() blockMeta {
+	return blockMeta{entries: h.n, minT: h.minT, maxT: h.maxT, size: h.size}
+}
+
+// growth is how much an entry at ts with an n-byte body, inserted at pos
+// of an indexed head (ignored otherwise), adds to the head's serialised
+// size: its body and its timestamp's encoding, and for a straggler the
+// change in its neighbours' deltas. The block's size is thus known
+// exactly, whatever order the entries arrived in.
+func (h *headBlock) growth(ts int64, n, pos int) int {
+	switch {
+	case h.n == 0:
+		return varintLen(ts) + n
+	case ts >= h.maxT:
+		return uvarintLen64(uint64(ts)-uint64(h.maxT)) + n
+	case pos == 0:
+		// The new first entry: its varint, and the old first's varint
+		// becomes a delta.
+		first := h.index[0].ts
+		return varintLen(ts) + uvarintLen64(uint64(first)-uint64(ts)) - varintLen(first) + n
+	}
+	prev, next := h.index[pos-1].ts, h.index[pos].ts
+	return uvarintLen64(uint64(ts)-uint64(prev)) + uvarintLen64(uint64(next)-uint64(ts)) - uvarintLen64(uint64(next)-uint64(prev)) + n
+}
+
+// hasDuplicate reports whether the head holds an entry with timestamp ts,
+// line and metadata md (in the same order). Duplicates have the same
+// timestamp, so it compares with each entry of that timestamp: a long run
+// of equal timestamps (clients that stamp lines with second precision)
+// makes appending the run quadratic in its length, bounded by the entries
+// of one block.
+func (h *headBlock) hasDuplicate(ts int64, line string, md []labels.Label) bool {
+	if h.n == 0 || ts > h.maxT || ts < h.minT {
+		return false
+	}
+	if h.index != nil {
+		i := sort.Search(len(h.index), func(i int) bool { return h.index[i].ts > ts })
+		for i--; i >= 0 && h.index[i].ts == ts; i-- {
+			if e := h.index[i]; bodyEqual(h.arena[e.off:e.end], line, md) {
+				return true
+			}
+		}
+		return false
+	}
+	if ts != h.maxT {
+		// In order, only the trailing run has timestamp maxT; Append
+		// indexes the head before asking about an earlier timestamp.
+		return false
+	}
+	// Each entry of the run is its timestamp (a varint for the block's
+	// first entry, a uvarint delta otherwise: the run's first from the
+	// entry before, zero for the rest) and its body.
+	for off := h.runOff; off < len(h.arena); {
+		var l int
+		if off == 0 {
+			_, l = binary.Varint(h.arena)
+		} else {
+			_, l = binary.Uvarint(h.arena[off:])
+		}
+		off += l
+		end := off + bodyLen(h.arena[off:])
+		if bodyEqual(h.arena[off:end], line, md) {
+			return true
+		}
+		off = end
+	}
+	return false
+}
+
+// bodyLen is the length of the entry body that b starts with. The head
+// wrote it, so it is not checked.
+func bodyLen(b []byte) int {
+	r := reader{b: b}
+	r.bytes(r.uvarint()) // line
+	for nmd := r.uvarint(); nmd > 0; nmd-- {
+		r.bytes(r.uvarint()) // name
+		r.bytes(r.uvarint()) // value
+	}
+	return len(b) - len(r.b)
+}
+
+// bodyEqual reports whether body is the serialised form of line and md,
+// without serialising them: a duplicate check costs no copy.
+func bodyEqual(body []byte, line string, md []labels.Label) bool {
+	r := reader{b: body}
+	if string(r.bytes(r.uvarint())) != line || r.uvarint() != uint64(len(md)) {
+		return false
+	}
+	for _, l := range md {
+		if string(r.bytes(r.uvarint())) != l.Name || string(r.bytes(r.uvarint())) != l.Value {
+			return false
+		}
+	}
+	return r.err == nil && len(r.b) == 0
+}
+
+// buildIndex switches the head to indexed mode, for a straggler: the
+// in-order arena is a serialised block, so parseBlock indexes it.
+func (h *headBlock) buildIndex() error {
+	bm := h.meta()
+	idx, err := parseBlock(h.arena, &bm, make([]entryRef, 0, h.n+h.n/4+1))
+	if err != nil {
+		// Only a bug in this file can get here: the head wrote the arena.
+		return fmt.Errorf("chunk: indexing the head block: %w", err)
+	}
+	h.index, h.unordered = idx, true
+	return nil
 }
 
 // New returns an empty chunk that compresses blocks with enc, cuts the head
@@ -169,11 +295,18 @@ func appendHeader(b []byte, enc Encoding) []byte {
 // entries already cut into blocks are not detected: that would cost a
 // decompression per append, and query-time dedupe removes them.
 //
-// When the head block reaches the block size it is cut (sorted, serialised
-// and compressed), so an Append occasionally costs a block's compression.
-// Append returns an error on a decoded (read-only) chunk, and for an entry
-// larger than a block may be. (Cutting can fail only if the zstd encoder
-// cannot be built; the entry is then kept in the head.)
+// The head block is cut (compressed) before an entry that would take its
+// serialised size past the block size, so no block is larger than the
+// block size unless one entry alone is, and a head's arena is allocated
+// for exactly a block: an Append occasionally costs a block's compression.
+// The block size thus counts the serialised block, timestamps and framing
+// included, which makes blocks hold 2-3% fewer line bytes than counting
+// lines alone would (Loki counts lines, and cuts after the entry that
+// reaches the size); in exchange the head's memory is bounded by the block
+// size itself (docs/performance.md). Append returns an error on a decoded
+// (read-only) chunk, and for an entry larger than a block may be.
+// (Cutting can fail only if the zstd encoder cannot be built; the entry is
+// then not added.)
 func (c *Chunk) Append(ts int64, line string, md []labels.Label) (dup bool, err error) {
 	if c.readOnly {
 		return false, ErrReadOnly
@@ -183,57 +316,61 @@ func (c *Chunk) Append(ts int64, line string, md []labels.Label) (dup bool, err 
 		return false, fmt.Errorf("chunk: entry of %d bytes does not fit in a block (max %d)", n, MaxBlockSize-binary.MaxVarintLen64)
 	}
 	h := &c.head
-	if len(h.index) > 0 && len(h.arena)+n+len(h.index)*binary.MaxVarintLen64 > MaxBlockSize-binary.MaxVarintLen64 {
-		// Keep the serialised block within the format's limit, counting
-		// the worst case for its timestamps. Only entries or block sizes
-		// of megabytes get here.
-		if err := c.cut(); err != nil {
+	straggler := h.n > 0 && ts < h.maxT
+	if straggler && !h.unordered {
+		// The first straggler switches the head to indexed mode, before
+		// the duplicate check: a replayed entry may repeat any entry of
+		// the head, and the index finds those of its timestamp.
+		if err := h.buildIndex(); err != nil {
 			return false, err
 		}
 	}
-
-	start := len(h.arena)
-	if cap(h.arena)-start < n+binary.MaxVarintLen64 {
-		// The arena holds the bodies (the block size) plus their
-		// timestamps: estimate the block's final size from the
-		// timestamps' share so far.
-		full := c.blockSize
-		if h.bodies > 0 {
-			full = int(int64(c.blockSize) * int64(len(h.arena)) / int64(h.bodies))
-		}
-		h.arena = c.growArena(h.arena, n+binary.MaxVarintLen64, full)
+	// Checked before any cut: a duplicate of an entry in the head is
+	// dropped even when this entry would have started a new block.
+	if h.hasDuplicate(ts, line, md) {
+		return true, nil
 	}
-	// Insert after every entry with a timestamp <= ts: stable for equal
-	// timestamps, and a plain append for in-order entries, which are
-	// prefixed with their timestamp as the block format stores it.
+	// Where the entry goes in an indexed head: after every entry with a
+	// timestamp <= ts (stable for equal timestamps; an append in order).
 	pos := len(h.index)
-	inOrder := pos == 0 || ts >= h.index[pos-1].ts
-	switch {
-	case pos == 0:
-		h.arena = binary.AppendVarint(h.arena, ts)
-	case inOrder:
-		h.arena = binary.AppendUvarint(h.arena, uint64(ts)-uint64(h.index[pos-1].ts))
-	default:
+	if straggler {
 		pos = sort.Search(pos, func(i int) bool { return h.index[i].ts > ts })
+	}
+	grow := h.growth(ts, n, pos)
+	if h.n > 0 && h.size+grow > c.blockSize {
+		if err := c.cut(); err != nil {
+			return false, err
+		}
+		pos, grow = 0, h.growth(ts, n, 0)
+	}
+	// The arena grows by at most grow: a straggler's timestamp is kept
+	// only in the index.
+	if cap(h.arena)-len(h.arena) < grow {
+		h.arena = c.growArena(h.arena, grow)
+	}
+	if !h.unordered {
+		start := len(h.arena)
+		if h.n == 0 {
+			h.arena = binary.AppendVarint(h.arena, ts)
+		} else {
+			h.arena = binary.AppendUvarint(h.arena, uint64(ts)-uint64(h.maxT))
+		}
+		if h.n == 0 || ts > h.maxT {
+			h.runOff = start
+		}
 	}
 	off := len(h.arena)
 	h.arena = appendEntryBody(h.arena, line, md)
-	body := h.arena[off:]
-	// Duplicates have the same timestamp: compare with each entry of that
-	// timestamp. A long run of equal timestamps (clients that stamp lines
-	// with second precision) makes this quadratic in the run's length,
-	// bounded by the entries of one block.
-	for i := pos - 1; i >= 0 && h.index[i].ts == ts; i-- {
-		if e := h.index[i]; bytes.Equal(h.arena[e.off:e.end], body) {
-			h.arena = h.arena[:start]
-			return true, nil
-		}
+	if h.unordered {
+		h.index = slices.Insert(h.index, pos, entryRef{ts: ts, off: uint32(off), end: uint32(len(h.arena))})
 	}
-	if !inOrder {
-		h.unordered = true
+	if h.n == 0 {
+		h.minT, h.maxT = ts, ts
 	}
-	h.bodies += len(body)
-	h.index = slices.Insert(h.index, pos, entryRef{ts: ts, off: uint32(off), end: uint32(len(h.arena))})
+	h.n++
+	h.size += grow
+	h.minT = min(h.minT, ts)
+	h.maxT = max(h.maxT, ts)
 
 	c.entries++
 	c.minT = min(c.minT, ts)
@@ -241,9 +378,6 @@ func (c *Chunk) Append(ts int64, line string, md []labels.Label) (dup bool, err 
 	c.size += len(line)
 	for _, l := range md {
 		c.size += len(l.Name) + len(l.Value)
-	}
-	if h.bodies >= c.blockSize {
-		return false, c.cut()
 	}
 	return false, nil
 }
@@ -253,25 +387,24 @@ func (c *Chunk) Append(ts int64, line string, md []labels.Label) (dup bool, err 
 // block size in about 10 copies instead of about 25, and allocates about
 // twice its final size on the way instead of four to five times
 // (ingester's BenchmarkPartitionPush, same run: 125MB allocated per 200k
-// lines instead of 171MB, time unchanged within noise). It does not grow
-// past full, the expected size of a whole block, plus this entry, since the
-// head is cut there; past it (full is an estimate) it grows by a
-// sixteenth of it at a time, so that a low estimate costs a few copies
-// rather than one per entry.
+// lines instead of 171MB, time unchanged within noise). It never grows past
+// the block size, which Append keeps the head within, unless one entry
+// alone is larger: the last doubling allocates exactly a block, so a full
+// head's arena is the block size, not the block size plus what doubling
+// overshoots (with the default 256 KiB, a byte more would cost the heap a
+// whole extra 8 KiB page).
 //
-// Once the head needs half a block or more, it first tries a buffer from
+// Once the head needs half a block or more, it first tries an arena from
 // the Pool: Seal gives a sealed chunk's arena back there, so a busy stream
 // fills chunk after chunk in one recycled arena instead of growing (and
 // zeroing) a new one each time.
-func (c *Chunk) growArena(b []byte, n, full int) []byte {
-	size := max(2*cap(b), len(b)+n)
-	size = min(size, max(full+n, len(b)+n+full/16))
-	if size >= full/2 {
-		bp := c.pool.getBuf()
-		if cap(*bp) >= size {
-			return append((*bp)[:0], b...)
+func (c *Chunk) growArena(b []byte, n int) []byte {
+	need := len(b) + n
+	size := max(min(2*cap(b), c.blockSize), need)
+	if size >= c.blockSize/2 {
+		if a := c.pool.getArena(size, max(size, c.blockSize)); a != nil {
+			return append((*a)[:0], b...)
 		}
-		c.pool.putBuf(bp)
 	}
 	nb := make([]byte, len(b), size)
 	copy(nb, b)
@@ -303,7 +436,9 @@ func appendEntryBody(b []byte, line string, md []labels.Label) []byte {
 	return b
 }
 
-func uvarintLen(n int) int {
+func uvarintLen(n int) int { return uvarintLen64(uint64(n)) }
+
+func uvarintLen64(n uint64) int {
 	l := 1
 	for ; n >= 0x80; n >>= 7 {
 		l++
@@ -311,18 +446,28 @@ func uvarintLen(n int) int {
 	return l
 }
 
-// cut serialises the head block in timestamp order, compresses it into a
-// new part with its CRC, and empties the head.
+// varintLen is the size of binary.AppendVarint's output for v.
+func varintLen(v int64) int {
+	u := uint64(v) << 1 // zig-zag, as binary.PutVarint
+	if v < 0 {
+		u = ^u
+	}
+	return uvarintLen64(u)
+}
+
+// cut compresses the head block into a new part with its CRC, and empties
+// the head. An in-order head's arena is the serialised block; an indexed
+// one is serialised from its index first.
 func (c *Chunk) cut() error {
 	h := &c.head
-	if len(h.index) == 0 {
+	if h.n == 0 {
 		return nil
 	}
-	raw := h.arena // in order: the arena is the serialised block
+	raw := h.arena
 	if h.unordered {
 		rawp := c.pool.getBuf()
 		defer c.pool.putBuf(rawp)
-		raw = slices.Grow(*rawp, len(h.arena)+len(h.index)*binary.MaxVarintLen64)
+		raw = slices.Grow(*rawp, h.size)
 		prev := h.index[0].ts
 		raw = binary.AppendVarint(raw, prev)
 		for i, e := range h.index {
@@ -351,9 +496,9 @@ func (c *Chunk) cut() error {
 	part := append([]byte(nil), out...)
 	c.parts = append(c.parts, part)
 	c.blocks = append(c.blocks, blockMeta{
-		entries: len(h.index),
-		minT:    h.index[0].ts,
-		maxT:    h.index[len(h.index)-1].ts,
+		entries: h.n,
+		minT:    h.minT,
+		maxT:    h.maxT,
 		offset:  headerSize + c.stored,
 		length:  len(part) - crcSize,
 		size:    len(raw),
@@ -362,8 +507,8 @@ func (c *Chunk) cut() error {
 	c.partsCap += cap(part)
 	c.cutRaw += len(raw)
 
-	h.index = h.index[:0]
-	h.unordered, h.bodies = false, 0
+	// The index goes with the block: the next one may arrive in order.
+	h.index, h.unordered, h.n, h.size, h.runOff = nil, false, 0, 0, 0
 	if h.shared.Load() {
 		// An iterator may still read the old arena: leave it to them.
 		h.arena = nil
@@ -391,7 +536,7 @@ func (c *Chunk) Seal() error {
 	// otherwise the arena goes back to the pool for the next chunk.
 	if a := c.head.arena; cap(a) > 0 && !c.head.shared.Load() {
 		a = a[:0]
-		c.pool.putBuf(&a)
+		c.pool.putArena(&a)
 	}
 	c.head.arena, c.head.index = nil, nil
 	c.head.shared.Store(false)
@@ -417,7 +562,7 @@ func (c *Chunk) Full() bool {
 }
 
 func (c *Chunk) headEstimate() int {
-	n := len(c.head.arena)
+	n := c.head.size
 	if c.cutRaw == 0 {
 		return n
 	}

@@ -341,14 +341,15 @@ func TestAppendDropsExactDuplicatesInHead(t *testing.T) {
 
 func TestDuplicatesOfCutBlocksAreKept(t *testing.T) {
 	// Only the head is checked: the copy already in a cut block stays.
+	// With a one-byte block size every entry cuts the one before it.
 	c := New(EncodingSnappy, 1, 0)
-	for range 2 {
-		if dup, err := c.Append(10, "line", nil); dup || err != nil {
+	for _, e := range []push.Entry{{Timestamp: 10, Line: "line"}, {Timestamp: 11, Line: "next"}, {Timestamp: 10, Line: "line"}} {
+		if dup, err := c.Append(e.Timestamp, e.Line, nil); dup || err != nil {
 			t.Fatalf("Append = %v, %v; want a kept entry", dup, err)
 		}
 	}
-	if n := len(collect(t, c.Iterator(0, 100, Forward))); n != 2 {
-		t.Errorf("iterated %d entries, want 2", n)
+	if n := len(collect(t, c.Iterator(0, 100, Forward))); n != 3 || c.Blocks() != 2 {
+		t.Errorf("iterated %d entries in %d blocks and the head, want 3 in 2 and the head", n, c.Blocks())
 	}
 }
 

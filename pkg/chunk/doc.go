@@ -36,8 +36,12 @@
 // 256 KiB, so doubling it gains little ratio.
 //
 // While a chunk is being built, the newest entries live uncompressed in a
-// head block; when it reaches the block size it is sorted by time, serialised
-// and compressed into a cut block, which is immutable from then on.
+// head block; before an entry would take it past the block size it is
+// sorted by time, serialised and compressed into a cut block, which is
+// immutable from then on. A head whose entries arrived in time order (the
+// usual case) is kept serialised as it fills, with no per-entry index, so
+// that its memory is the block it will become; the first entry out of order
+// makes it build an index (see headBlock in chunk.go).
 //
 // # Checksums
 //
@@ -82,7 +86,7 @@
 // # Memory and concurrency
 //
 // Append copies each line and its metadata into the head block's arena, a
-// byte slice that grows to about the block size and is reused after every
+// byte slice that grows to the block size and is reused after every
 // cut (unless an iterator still reads it), so appending does not allocate
 // per entry in steady state (BenchmarkAppend: 0 allocs/op). Seal hands the
 // arena to the Pool for the next chunk's head. Each cut block is kept in a
@@ -96,9 +100,11 @@
 // ingester's pattern: one writer, and readers that query the chunk while it
 // is still being appended to. That is safe if the caller holds a
 // sync.RWMutex, write-locked around Append and Encode and read-locked around
-// Iterator: the iterator snapshots the head block's index when it is
-// created, cut blocks are never modified, and the head's arena is not reused
-// after a cut if an iterator may still be reading it. The iterator itself
+// Iterator: the iterator snapshots the head block when it is created (the
+// length of an in-order head's arena, or an indexed head's index entries),
+// the arena's bytes below that length are never written again, cut blocks
+// are never modified, and the head's arena is not reused after a cut if an
+// iterator may still be reading it. The iterator itself
 // may then be used without the lock. A decoded chunk is read-only and any
 // number of goroutines may iterate it at once.
 package chunk

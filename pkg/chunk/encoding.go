@@ -89,6 +89,12 @@ type Pool struct {
 	// it is cut, and decompressed blocks while they are iterated. A
 	// sync.Pool lets the garbage collector reclaim them when idle.
 	bufs sync.Pool
+	// arenas holds *[]byte head arenas of sealed chunks, for the next
+	// chunk's head (Chunk.growArena). They are kept apart from bufs so that
+	// a head gets an arena of about its block size, not a compression
+	// scratch buffer a sixth larger, which it would hold for as long as the
+	// chunk is open.
+	arenas sync.Pool
 }
 
 // NewPool returns an empty Pool. It is cheap: the zstd encoder and decoder
@@ -133,6 +139,29 @@ func (p *Pool) putBuf(b *[]byte) {
 		return
 	}
 	p.bufs.Put(b)
+}
+
+// getArena returns a pooled head arena (of length 0) whose capacity is in
+// [lo, hi], or nil. One that does not fit (a chunk of another block size
+// sealed it) goes back to the pool.
+func (p *Pool) getArena(lo, hi int) *[]byte {
+	a, ok := p.arenas.Get().(*[]byte)
+	if !ok {
+		return nil
+	}
+	if c := cap(*a); c < lo || c > hi {
+		p.arenas.Put(a)
+		return nil
+	}
+	*a = (*a)[:0]
+	return a
+}
+
+func (p *Pool) putArena(a *[]byte) {
+	if cap(*a) == 0 || cap(*a) > MaxBlockSize {
+		return
+	}
+	p.arenas.Put(a)
 }
 
 // compress appends the compressed form of src to dst.

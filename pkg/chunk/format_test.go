@@ -18,7 +18,7 @@ import (
 func TestFormatExample(t *testing.T) {
 	want := formatExampleBytes(t)
 
-	c := New(EncodingNone, 16, 0)
+	c := New(EncodingNone, 32, 0)
 	appendAll(t, c, []push.Entry{
 		{Timestamp: 1_700_000_000_000_000_000, Line: "GET /", StructuredMetadata: []labels.Label{{Name: "trace", Value: "a1"}}},
 		{Timestamp: 1_700_000_000_001_000_000, Line: "hello world"},

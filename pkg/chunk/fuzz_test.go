@@ -46,8 +46,25 @@ func checkDecode(t *testing.T, pool *Pool, b []byte) {
 	}
 	fw, ok := iterateAll(c, Forward)
 	bw, okb := iterateAll(c, Backward)
+	// Skipping every block finds the same damage, and counts what
+	// iterating returns.
+	var sk Skipped
+	skipAll := c.FilteredIterator(math.MinInt64, math.MaxInt64, Forward, func([]byte) bool { return false }, &sk)
+	for skipAll.Next() {
+		t.Fatal("a filtered iterator rejecting every block returned an entry")
+	}
+	if (skipAll.Err() == nil) != ok {
+		t.Fatalf("iterating: ok %v; skipping every block: %v", ok, skipAll.Err())
+	}
 	if !ok || !okb {
 		return // a damaged block, reported as an error
+	}
+	var lineBytes int64
+	for _, e := range fw {
+		lineBytes += int64(len(e.Line))
+	}
+	if sk.Blocks != c.Blocks() || sk.Entries != len(fw) || sk.LineBytes != lineBytes {
+		t.Fatalf("skipped %+v; %d blocks iterate to %d entries of %d line bytes", sk, c.Blocks(), len(fw), lineBytes)
 	}
 	// Entries at math.MaxInt64 are outside every [from, through).
 	if _, maxT := c.Bounds(); maxT != math.MaxInt64 && len(fw) != c.Entries() {

@@ -67,22 +67,45 @@ type Iterator interface {
 // The head block's entries are snapshotted when Iterator is called; see the
 // package doc for the locking this needs while the chunk is appended to.
 func (c *Chunk) Iterator(from, through int64, dir Direction) Iterator {
-	return c.FilteredIterator(from, through, dir, nil)
+	return c.FilteredIterator(from, through, dir, nil, nil)
+}
+
+// Skipped counts the blocks a FilteredIterator skipped and the entries it
+// therefore never returned, for callers that report what a query
+// processed: a skipped block was still decompressed and searched, and its
+// lines were rejected by the caller's filter as surely as if each had been
+// handed to it, so a caller's "lines processed" should include them.
+type Skipped struct {
+	Blocks  int // blocks mayMatch rejected
+	Entries int // their entries with from <= ts < through
+	// LineBytes is those entries' line bytes (not their metadata), as a
+	// caller counting each returned entry's len(Line) would have counted.
+	LineBytes int64
 }
 
 // FilteredIterator is Iterator for a caller that drops every line lacking
 // some bytes anyway (a query's `|= "text"` filters): mayMatch sees each
 // block's decompressed bytes once, and a block it rejects is skipped
-// without being parsed or iterated. mayMatch must only reject a block that
-// holds no entry the caller wants, e.g. because a substring every wanted
-// line contains occurs nowhere in it; the caller still filters the lines
-// of the blocks it accepts (a match may straddle two entries' bytes). A
-// rare substring then costs one memchr-speed scan per block instead of a
-// parse and a search per line. The head block is never skipped. A nil
-// mayMatch is Iterator.
-func (c *Chunk) FilteredIterator(from, through int64, dir Direction, mayMatch func(block []byte) bool) Iterator {
+// without its entries being returned. mayMatch must only reject a block
+// that holds no entry the caller wants, e.g. because a substring every
+// wanted line contains occurs nowhere in it; the caller still filters the
+// lines of the blocks it accepts (a match may straddle two entries' bytes).
+// A rare substring then costs one memchr-speed scan per block instead of a
+// parse, a decode and a search per line. The head block is never skipped.
+// A nil mayMatch is Iterator.
+//
+// If skipped is not nil, each skipped block is added to it, with its
+// entries in the time range and their line bytes. Counting walks the
+// block's entry framing once (countBlock: a few varints per entry, none of
+// the line bytes read), which also checks the block as iterating it would
+// have: a damaged block is reported by Err whether skipped or not. With a
+// nil skipped a rejected block is not walked at all, and damage inside it
+// goes unnoticed (its CRC was still checked by Decode); the ingester, which
+// reads blocks it wrote itself and reports no scan statistics, does that.
+func (c *Chunk) FilteredIterator(from, through int64, dir Direction, mayMatch func(block []byte) bool, skipped *Skipped) Iterator {
 	it := &iterator{
 		mayMatch: mayMatch,
+		skipped:  skipped,
 		enc:      c.enc,
 		pool:     c.pool,
 		data:     c.data[:len(c.data):len(c.data)],
@@ -106,19 +129,28 @@ func (c *Chunk) FilteredIterator(from, through int64, dir Direction, mayMatch fu
 			it.sources = append(it.sources, source{rank: i, bm: bm})
 		}
 	}
-	if idx := c.head.index; len(idx) > 0 {
-		lo, hi := searchRange(idx, from, through)
-		if lo < hi {
-			c.head.shared.Store(true)
-			s := source{
-				rank:   len(c.blocks),
-				head:   true,
-				opened: true,
-				buf:    c.head.arena[:len(c.head.arena):len(c.head.arena)],
-				refs:   slices.Clone(idx[lo:hi]),
+	if h := &c.head; h.n > 0 {
+		arena := h.arena[:len(h.arena):len(h.arena)]
+		switch {
+		case h.unordered:
+			// Indexed: snapshot the refs in the range; they point into
+			// the arena's bytes, which never change.
+			lo, hi := searchRange(h.index, from, through)
+			if lo < hi {
+				h.shared.Store(true)
+				s := source{rank: len(c.blocks), head: true, opened: true, buf: arena, refs: slices.Clone(h.index[lo:hi])}
+				s.lo, s.hi = 0, len(s.refs)
+				it.sources = append(it.sources, s)
 			}
-			s.lo, s.hi = 0, len(s.refs)
-			it.sources = append(it.sources, s)
+		case h.maxT >= from && h.minT < through:
+			// In order, the arena is a serialised block: the head joins
+			// the merge as a block already decompressed, parsed when the
+			// merge reaches it, outside the caller's lock. Bytes below
+			// len(arena) are never written again (shared stops the next
+			// cut from reusing them), so the view stays valid while
+			// Append adds entries after it.
+			h.shared.Store(true)
+			it.sources = append(it.sources, source{rank: len(c.blocks), head: true, bm: h.meta(), buf: arena})
 		}
 	}
 	it.heap = make([]*source, len(it.sources))
@@ -157,7 +189,9 @@ func searchRange(refs []entryRef, from, through int64) (lo, hi int) {
 type source struct {
 	// rank orders sources by append time: a block's index, and the head
 	// after every block. It breaks ties between equal timestamps.
-	rank   int
+	rank int
+	// head marks the head block's source: an in-order head starts
+	// unopened with buf set (open only parses it), an indexed one opened.
 	head   bool
 	bm     blockMeta
 	opened bool
@@ -188,6 +222,7 @@ type iterator struct {
 	data          []byte
 	parts         [][]byte // a chunk being built keeps its blocks here
 	mayMatch      func(block []byte) bool
+	skipped       *Skipped
 	from, through int64
 	dir           Direction
 
@@ -253,6 +288,10 @@ func (it *iterator) open(s *source) error {
 	if n := len(it.spareRefs); n > 0 {
 		s.refs, it.spareRefs = it.spareRefs[n-1][:0], it.spareRefs[:n-1]
 	}
+	if s.head {
+		// An in-order head block: already serialised, never skipped.
+		return it.parse(s)
+	}
 	var stored []byte
 	if s.rank < len(it.parts) {
 		stored = it.parts[s.rank][:s.bm.length]
@@ -278,12 +317,26 @@ func (it *iterator) open(s *source) error {
 		s.buf = raw
 	}
 	if it.mayMatch != nil && !it.mayMatch(s.buf) {
+		if it.skipped != nil {
+			n, err := countBlock(s.buf, &s.bm, it.from, it.through)
+			if err != nil {
+				return err
+			}
+			it.skipped.Blocks++
+			it.skipped.Entries += n.entries
+			it.skipped.LineBytes += n.lineBytes
+		}
 		s.lo, s.hi = 0, 0 // nothing wanted here: Next drops the block
 		return nil
 	}
-	// Decode checked that entries fits in the block's size, so this
-	// allocation is bounded; sizing it once saves parseBlock the copies
-	// of growing it entry by entry.
+	return it.parse(s)
+}
+
+// parse indexes an opened block's entries and finds those in the range.
+func (it *iterator) parse(s *source) error {
+	// Decode checked that entries fits in the block's size (and the head
+	// counts its own), so this allocation is bounded; sizing it once
+	// saves parseBlock the copies of growing it entry by entry.
 	if cap(s.refs) < s.bm.entries {
 		s.refs = make([]entryRef, 0, s.bm.entries)
 	}
@@ -297,9 +350,8 @@ func (it *iterator) open(s *source) error {
 
 // release hands an exhausted block's buffers to the blocks still to come.
 func (it *iterator) release(s *source) {
-	if s.head {
-		return // its buffers belong to the chunk
-	}
+	// The head's buf is the chunk's arena and its scratch nil; its refs,
+	// like a block's, are the iterator's own.
 	if s.scratch != nil {
 		it.spareBufs = append(it.spareBufs, s.scratch)
 	}

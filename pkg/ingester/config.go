@@ -53,9 +53,12 @@ type Config struct {
 	// zstd stores ~1.5-2x fewer bytes for ~3x the CPU; none is for
 	// measuring what compression buys.
 	ChunkEncoding string `yaml:"chunk_encoding"`
-	// ChunkBlockSize is the uncompressed size at which a block is cut and
-	// compressed. Default 256KB, Loki's. Smaller blocks let queries skip
-	// more and decompress less; larger blocks compress better.
+	// ChunkBlockSize is the most uncompressed bytes a block holds (its
+	// serialised entries, timestamps included): the head block is cut and
+	// compressed before an entry would take it past this size, which also
+	// bounds an active stream's head memory. Default 256KB, Loki's.
+	// Smaller blocks let queries skip more and decompress less; larger
+	// blocks compress better.
 	ChunkBlockSize config.ByteSize `yaml:"chunk_block_size"`
 	// ChunkTargetSize is the compressed size at which a chunk is cut and
 	// flushed (reason "full"). Default 1.5MB, Loki's. Larger chunks mean

@@ -36,6 +36,14 @@ type RecentQuery struct {
 	// (logql.LogQuery.RawLineFilter), so that `{app="api"} |= "error"`
 	// sends the querier only lines with "error" in them.
 	Filter func(line string) bool
+	// BlockFilter, if not nil, skips the cut blocks of in-memory chunks
+	// that cannot hold a line Filter accepts
+	// (logql.LogQuery.BlockFilter: a block lacking a `|=` substring),
+	// after one search of each decompressed block instead of a decode and
+	// a Filter call per line. The head block is always read. The
+	// ingester reports no lines-processed statistics, so unlike the
+	// querier's store it does not count what it skips.
+	BlockFilter func(block []byte) bool
 }
 
 // MaxRecentLimit caps RecentQuery.Limit: Loki's max_entries_limit_per_query.
@@ -55,7 +63,7 @@ const recentBatch = 1000
 // ingester holds. The entries' strings are copies fn may keep.
 //
 // A stream's chunks are snapshotted under the partition's lock (the head
-// block's entries are copied by chunk.Iterator); decompressing and merging
+// block's entries are copied by chunk.FilteredIterator); decompressing and merging
 // happen after the lock is released, so a query never stalls ingestion for
 // longer than it takes to list one stream's chunks.
 func (i *Ingester) QueryRecent(ctx context.Context, q RecentQuery, fn func(stream string, entries []push.Entry) error) error {
@@ -162,7 +170,7 @@ func (p *partition) iterators(s *stream, q RecentQuery) []chunk.Iterator {
 		if lo, hi := c.Bounds(); hi < q.From || lo >= q.Through {
 			return
 		}
-		its = append(its, c.Iterator(q.From, q.Through, q.Direction))
+		its = append(its, c.FilteredIterator(q.From, q.Through, q.Direction, q.BlockFilter, nil))
 	}
 	for _, sc := range s.sealed {
 		add(sc.c)
@@ -361,7 +369,7 @@ func parseRecentQuery(r *http.Request, now time.Time) (RecentQuery, error) {
 		if err != nil {
 			return q, fmt.Errorf("query: %w", err)
 		}
-		q.Matchers, q.Filter = lq.Matchers, lq.RawLineFilter()
+		q.Matchers, q.Filter, q.BlockFilter = lq.Matchers, lq.RawLineFilter(), lq.BlockFilter()
 	case sel != "":
 		if q.Matchers, err = labels.ParseMatchers(sel); err != nil {
 			return q, fmt.Errorf("%s: %w", param, err)

@@ -10,6 +10,7 @@ type metrics struct {
 	bytesProcessed *prometheus.CounterVec
 	linesProcessed *prometheus.CounterVec
 	chunksFetched  prometheus.Counter
+	blocksSkipped  prometheus.Counter
 	ingesterLines  prometheus.Counter
 	queries        *prometheus.CounterVec
 	tails          prometheus.Gauge
@@ -37,6 +38,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "lokilab_querier_chunks_read_total",
 			Help: "Chunks read for queries, from the object store or the chunk cache.",
 		}),
+		blocksSkipped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "lokilab_querier_blocks_skipped_total",
+			Help: "Chunk blocks decompressed for queries and skipped whole because they lack a substring every line the query wants contains (a |= filter).",
+		}),
 		ingesterLines: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "lokilab_querier_ingester_lines_received_total",
 			Help: "Lines ingesters sent for queries.",
@@ -50,7 +55,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Open /tail connections.",
 		}),
 	}
-	for _, c := range []prometheus.Collector{m.partial, m.duplicates, m.bytesProcessed, m.linesProcessed, m.chunksFetched, m.ingesterLines, m.queries, m.tails} {
+	for _, c := range []prometheus.Collector{m.partial, m.duplicates, m.bytesProcessed, m.linesProcessed, m.chunksFetched, m.blocksSkipped, m.ingesterLines, m.queries, m.tails} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -70,6 +75,7 @@ func (m *metrics) observe(tenants []string, kind string, st *Stats, partial bool
 	m.queries.WithLabelValues(kind, outcome).Inc()
 	m.duplicates.Add(float64(st.Duplicates()))
 	m.chunksFetched.Add(float64(st.Store.Chunks))
+	m.blocksSkipped.Add(float64(st.Store.BlocksSkipped))
 	m.ingesterLines.Add(float64(st.Ingester.LinesSent))
 	// Multi-tenant queries are counted under the first tenant: the split
 	// per tenant is not tracked.

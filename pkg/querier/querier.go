@@ -280,12 +280,13 @@ func (q *Querier) fetch(ctx context.Context, tenantID string, lq *logql.LogQuery
 		all = append(all, streams...)
 	}
 	sctx, sspan := tracing.Child(ctx, "querier.store")
-	stored, sst, err := q.store.Streams(sctx, tenantID, Read{Matchers: ms, From: from, Through: through, Keep: lq.RawLineFilter(), MaxBytes: maxBytes})
-	sspan.SetAttributes(attribute.Int("chunks", sst.Chunks))
+	stored, sst, err := q.store.Streams(sctx, tenantID, Read{Matchers: ms, From: from, Through: through, Keep: lq.RawLineFilter(), BlockFilter: lq.BlockFilter(), MaxBytes: maxBytes})
+	sspan.SetAttributes(attribute.Int("chunks", sst.Chunks), attribute.Int("blocks_skipped", sst.BlocksSkipped))
 	tracing.End(sspan, err)
 	st.Store.add(sst)
 	// Lines dropped in the store went through (the first part of) the
-	// pipeline there.
+	// pipeline there, those of blocks its block filter skipped included
+	// (readChunk says why).
 	st.LinesProcessed += sst.Filtered
 	st.BytesProcessed += sst.FilteredBytes
 	if err != nil {
