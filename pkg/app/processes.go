@@ -31,6 +31,7 @@ import (
 	"github.com/lokilab/lokilab/pkg/config"
 	"github.com/lokilab/lokilab/pkg/ingester"
 	"github.com/lokilab/lokilab/pkg/kafka"
+	"github.com/lokilab/lokilab/pkg/netns"
 	"github.com/lokilab/lokilab/pkg/server"
 )
 
@@ -93,6 +94,15 @@ type ProcessesConfig struct {
 	// CgroupRoot is where the cgroup v1 memory controller is mounted.
 	// Default /sys/fs/cgroup/memory.
 	CgroupRoot string `yaml:"cgroup_root"`
+	// Netns runs the named ingesters (ingester-2,…) each in a network
+	// namespace of its own, joined to the host by a veth pair (pkg/netns),
+	// so that POST /processes/{name}/partition can cut it off its peers
+	// with a real network fault: packets lost into timeouts, where the
+	// in-process cut (pkg/netcut) refuses at once. Default none. It moves
+	// the broker's listener and every memberlist node from loopback to the
+	// host's address on the namespaces' network (processes_netns.go).
+	// Needs root and iproute2; fails at startup, saying why, otherwise.
+	Netns config.CommaList `yaml:"netns"`
 }
 
 // RegisterFlags registers the processes mode's flags.
@@ -107,6 +117,7 @@ func (c *ProcessesConfig) RegisterFlags(fs *flag.FlagSet) {
 	fs.Var(&c.MemoryLimits, "processes.memory-limit", "Memory limit of a process, <name>=<size> (e.g. ingester-2=256MiB; \"ingesters\" for all), repeatable or comma-separated: a cgroup v1 memory group per process, OOM-killed past it.")
 	fs.StringVar(&c.MemoryLimitMode, "processes.memory-limit-mode", MemoryLimitCgroup, "How -processes.memory-limit is enforced: cgroup (a real OOM kill; root and cgroup v1) or gomemlimit (GOMEMLIMIT only: a soft GC target, never a kill).")
 	fs.StringVar(&c.CgroupRoot, "processes.cgroup-root", DefaultCgroupMemoryRoot, "Mount point of the cgroup v1 memory controller.")
+	fs.Var(&c.Netns, "processes.netns", "Ingesters to run each in a network namespace of its own (comma-separated, e.g. ingester-2), which POST /processes/{name}/partition cuts off with real packet loss; root and iproute2.")
 }
 
 // Process names, as the banner, the output prefixes and /processes show
@@ -146,10 +157,17 @@ type portUse struct {
 // configuration per process. partitions is the topic's partition count,
 // which the ring must agree with.
 func planProcesses(cfg AllInOneConfig, partitions int) ([]*childSpec, error) {
+	return planProcessesIn(cfg, partitions, nil)
+}
+
+// planProcessesIn is planProcesses with some ingesters in network
+// namespaces (np; nil: none, everything on cfg's addresses).
+func planProcessesIn(cfg AllInOneConfig, partitions int, np *netPlan) ([]*childSpec, error) {
 	p := cfg.Processes
 	if err := p.validate(cfg); err != nil {
 		return nil, err
 	}
+	np.apply(&cfg)
 	kafkaHost, kafkaPortStr, _ := net.SplitHostPort(cfg.EmbeddedKafka.ListenAddress)
 	kafkaPort, _ := strconv.Atoi(kafkaPortStr)
 	kafkaAddr := dialAddr(kafkaHost, kafkaPort)
@@ -161,9 +179,15 @@ func planProcesses(cfg AllInOneConfig, partitions int) ([]*childSpec, error) {
 		mlHost = cfg.Memberlist.AdvertiseAddr
 	}
 	// Memberlist ports follow the start order from -memberlist.bind-port:
-	// the distributor, each ingester, the querier.
+	// the distributor, each ingester, the querier. A namespaced ingester
+	// (node n) gossips from its namespace's address.
 	mlPort := func(i int) int { return cfg.Memberlist.BindPort + i }
-	mlAddr := func(i int) string { return dialAddr(mlHost, mlPort(i)) }
+	mlAddr := func(i int) string {
+		if a := np.addrOf(fmt.Sprintf("ingester-%d", i)); a != "" && i >= 1 && i <= cfg.Ingesters {
+			return dialAddr(a, mlPort(i))
+		}
+		return dialAddr(mlHost, mlPort(i))
+	}
 	var everyone []string
 	for i := range cfg.Ingesters + 2 {
 		everyone = append(everyone, mlAddr(i))
@@ -215,10 +239,17 @@ func planProcesses(cfg AllInOneConfig, partitions int) ([]*childSpec, error) {
 		ic.Ingester.InstanceID = fmt.Sprintf("ingester-%d", n)
 		ic.Memberlist.BindPort = mlPort(n)
 		ic.Memberlist.JoinMembers = others(n)
-		ingesterAddrs = append(ingesterAddrs, httpAddr(port))
-		specs = append(specs, &childSpec{name: ic.Ingester.InstanceID, command: "ingester", config: &ic,
+		sp := &childSpec{name: ic.Ingester.InstanceID, command: "ingester", config: &ic,
 			httpAddr: httpAddr(port), memberlist: mlAddr(n),
-			ports: []portUse{httpPort(port, "ingester.http-base-port"), gossipPort(n)}})
+			ports: []portUse{httpPort(port, "ingester.http-base-port"), gossipPort(n)}}
+		if a := np.addrOf(sp.name); a != "" {
+			// Its own namespace: it listens on the namespace's address,
+			// and its fresh namespace holds no other listener to check.
+			ic.Server.HTTPListenAddress, ic.Memberlist.BindAddr, ic.Memberlist.AdvertiseAddr = a, a, ""
+			sp.httpAddr, sp.ports = dialAddr(a, port), nil
+		}
+		ingesterAddrs = append(ingesterAddrs, sp.httpAddr)
+		specs = append(specs, sp)
 	}
 
 	q := QuerierConfig{AuthEnabled: cfg.AuthEnabled, Server: serverAt(p.QuerierPort), Querier: cfg.Querier, Storage: cfg.Storage,
@@ -293,6 +324,7 @@ func (p ProcessesConfig) validate(cfg AllInOneConfig) error {
 			errs = append(errs, fmt.Errorf("-processes.memory-limit names %q, which is not a process (kafka, distributor, ingester-1…ingester-%d, ingesters, querier, compactor)", name, cfg.Ingesters))
 		}
 	}
+	errs = append(errs, p.validateNetns(cfg))
 	_, kp, err := net.SplitHostPort(cfg.EmbeddedKafka.ListenAddress)
 	kafkaPort, _ := strconv.Atoi(kp)
 	if err != nil {
@@ -362,6 +394,10 @@ type ProcessStatus struct {
 	Cgroup      string `json:"cgroup,omitempty"`
 	MemoryUsage int64  `json:"memory_usage_bytes,omitempty"`
 	OOMKills    int    `json:"oom_kills,omitempty"`
+	// Netns is the network namespace it runs in (-processes.netns), ""
+	// on the host's; Partition whether that namespace is cut off now.
+	Netns     string       `json:"netns,omitempty"`
+	Partition *netns.State `json:"partition,omitempty"`
 }
 
 // ProcessesStatus is GET /processes.
@@ -394,6 +430,10 @@ type child struct {
 	memLimit int64
 	cg       *memCgroup
 	oomKills int
+	// ns is its network namespace (-processes.netns), nil on the host's;
+	// probes then go through the namespace's side door (nsClient).
+	ns       *netns.Namespace
+	nsClient *http.Client
 }
 
 // supervisor starts, watches, restarts and stops the children.
@@ -411,6 +451,9 @@ type supervisor struct {
 	client  *http.Client
 	// rmdir removes a cgroup directory (removeCgroupDir).
 	rmdir func(string) error
+	// spaces are the network namespaces by process name
+	// (-processes.netns), made before anything starts.
+	spaces map[string]*netns.Namespace
 }
 
 type supervisorMetrics struct {
@@ -448,7 +491,17 @@ func RunProcesses(ctx context.Context, cfg AllInOneConfig, defaults any, logger 
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	plan, err := planProcesses(cfg, cfg.Kafka.AutoCreateTopicDefaultPartitions)
+	if err := cfg.Processes.validate(cfg); err != nil {
+		return err
+	}
+	// The namespaces first: the plan's addresses depend on them. They go
+	// last, after every process has stopped, whatever the way out.
+	spaces, np, closeNetns, err := setupNetns(ctx, cfg.Processes.Netns, logger.With("component", "supervisor"))
+	if err != nil {
+		return err
+	}
+	defer closeNetns()
+	plan, err := planProcessesIn(cfg, cfg.Kafka.AutoCreateTopicDefaultPartitions, np)
 	if err != nil {
 		return err
 	}
@@ -475,6 +528,7 @@ func RunProcesses(ctx context.Context, cfg AllInOneConfig, defaults any, logger 
 		metrics: newSupervisorMetrics(reg),
 		client:  &http.Client{Timeout: time.Second, Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}},
 		rmdir:   removeCgroupDir,
+		spaces:  spaces,
 	}
 	reg.MustRegister(newMemoryCollector(s))
 	// The memory cgroups go when the supervisor does, whatever the way out
@@ -511,6 +565,7 @@ func RunProcesses(ctx context.Context, cfg AllInOneConfig, defaults any, logger 
 	}
 	newChild := func(sp *childSpec) (*child, error) {
 		c := &child{childSpec: sp, sup: s, configPath: filepath.Join(dir, sp.name+".yaml")}
+		s.isolate(c)
 		if err := s.limitMemory(c); err != nil {
 			return nil, err
 		}
@@ -528,6 +583,7 @@ func RunProcesses(ctx context.Context, cfg AllInOneConfig, defaults any, logger 
 		return c, nil
 	}
 	s.serveScale(gw, newChild) // POST /processes/ingesters, DELETE /processes/{name}: processes_scale.go
+	s.servePartition(gw)       // POST/DELETE /processes/{name}/partition: processes_netns.go
 
 	// The gateway serves from the start (/processes shows the startup) and
 	// stops first, before the processes behind it.
@@ -598,7 +654,7 @@ func RunProcesses(ctx context.Context, cfg AllInOneConfig, defaults any, logger 
 	if err != nil {
 		return fail(err)
 	}
-	if plan, err = planProcesses(cfg, partitions); err != nil {
+	if plan, err = planProcessesIn(cfg, partitions, np); err != nil {
 		return fail(err)
 	}
 	// 2. The distributor, whose memberlist node the others join.
@@ -705,6 +761,12 @@ func (c *child) args() []string {
 
 func (c *child) startLocked() error {
 	cmd := exec.Command(c.sup.exe, c.args()...)
+	if c.ns != nil {
+		// ip netns exec <namespace> <exe> <args>: ip enters the namespace
+		// and execs the binary, which keeps the pid (and so the
+		// Pdeathsig, the process group and the cgroup below).
+		cmd = c.ns.Command(c.sup.exe, c.args()...)
+	}
 	cmd.Stdout, cmd.Stderr = c.stdout, c.err
 	// Children get no stdin and run in a process group of their own (see
 	// childProcAttr): Ctrl-C in the terminal reaches only the supervisor,
@@ -955,7 +1017,11 @@ func (s *supervisor) probe(ctx context.Context, c *child) error {
 	if err != nil {
 		return err
 	}
-	resp, err := s.client.Do(req)
+	client := s.client
+	if c.nsClient != nil {
+		client = c.nsClient
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		return err
 	}
@@ -1018,6 +1084,12 @@ func (s *supervisor) status(ctx context.Context) []ProcessStatus {
 		}
 		if c.cmd != nil {
 			st.PID = c.cmd.Process.Pid
+		}
+		if c.ns != nil {
+			st.Netns = c.ns.Name
+			st.Command = append([]string{"ip", "netns", "exec", c.ns.Name}, st.Command...)
+			p := c.ns.State()
+			st.Partition = &p
 		}
 		c.mu.Unlock()
 		if st.Addr == "" {

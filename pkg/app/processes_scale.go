@@ -124,13 +124,17 @@ func (s *supervisor) addIngester(ctx context.Context, newChild func(*childSpec) 
 			joins = append(joins, c.memberlist)
 		}
 		if c.command == "ingester" {
-			tmpl = c
+			// A namespaced ingester's configuration carries its
+			// namespace's addresses: copy one on the host.
+			if c.ns == nil {
+				tmpl = c
+			}
 			highest = max(highest, ingesterNumber(c.name))
 		}
 	}
 	s.mu.Unlock()
 	if tmpl == nil {
-		return ProcessStatus{}, http.StatusConflict, errors.New("no ingester runs to copy the configuration of")
+		return ProcessStatus{}, http.StatusConflict, errors.New("no ingester runs on the host to copy the configuration of")
 	}
 	base, ok := tmpl.config.(*IngesterConfig)
 	if !ok {

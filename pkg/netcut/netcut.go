@@ -3,13 +3,15 @@
 // memberlist gossip both ways and resets the connections its query
 // endpoints receive — without stopping the process.
 //
-// Why in-process and not a real network fault: the lab's processes share
-// one loopback interface, where a port-level firewall cannot tell one
-// ingester's outgoing Kafka connections from another's, and network
-// namespaces need root, iproute2 and per-process veth plumbing that the
-// supervisor does not do. A cut at the three places where the process
-// meets its peers (the Kafka dialer, the memberlist transport, the HTTP
-// handlers the querier calls) gives the same view from the outside: the
+// Why in-process as well as a real network fault: the lab's processes
+// share one loopback interface, where a port-level firewall cannot tell
+// one ingester's outgoing Kafka connections from another's. The faithful
+// version, a network namespace per process behind a veth pair, is
+// pkg/netns (`lokilab run -processes.netns=…`); it needs root and
+// iproute2, and this cut works anywhere. A cut at the three places where
+// the process meets its peers (the Kafka dialer, the memberlist
+// transport, the HTTP handlers the querier calls) gives the same view
+// from the outside: the
 // broker sees the member's connections drop and its session expire,
 // memberlist peers stop hearing it and mark it dead, the querier's
 // requests to it fail — while inside, the process keeps running and
@@ -17,7 +19,7 @@
 //
 // What it does not imitate: packets are refused at once rather than lost
 // into a timeout (a dial fails with "connection refused", not after the
-// dial timeout), and the process's other traffic (the object store, its
+// dial timeout: pkg/netns shows the difference), and the process's other traffic (the object store, its
 // /metrics, /ready) still flows — a partition from its peers, not from the
 // world.
 //

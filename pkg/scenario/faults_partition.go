@@ -2,7 +2,6 @@ package scenario
 
 import (
 	"context"
-
 	"fmt"
 	"net/http"
 
@@ -49,6 +48,20 @@ func (f processesFaults) CutOff(ctx context.Context, component string) error {
 
 func (f processesFaults) Heal(ctx context.Context, component string) error {
 	return f.cut(ctx, component, http.MethodDelete)
+}
+
+// netnsCut cuts (POST) or heals (DELETE) a process that runs in a network
+// namespace of its own (app.ProcessesConfig.Netns), through the
+// supervisor's /processes/{name}/partition: real packet loss on its veth
+// pair (pkg/netns) rather than the in-process cut above.
+func netnsCut(ctx context.Context, sys *System, component, method string) error {
+	if !sys.InProcesses() {
+		return &NotBuiltError{"netns cut", "only processes mode runs a process in a network namespace of its own"}
+	}
+	if err := sys.do(ctx, method, sys.API+app.ScaleRemovePath+component+app.PartitionPathSuffix, "", nil, http.StatusOK); err != nil {
+		return fmt.Errorf("%s's network namespace cut (-processes.netns=%s): %w", component, component, err)
+	}
+	return nil
 }
 
 func (r recordingFaults) CutOff(ctx context.Context, component string) error {

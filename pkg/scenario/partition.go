@@ -39,9 +39,18 @@ func Partition() *Scenario {
 			{Name: "cut-for", Kind: KnobDuration, Default: "30s", Short: "8s", Usage: "How long the ingester stays cut off. Past the ring's heartbeat timeout the ring marks it unhealthy and the others take its partitions over; the short run's cut ends before that, so its answers stay partial throughout."},
 			{Name: "converge-within", Kind: KnobDuration, Default: "30s", Short: "20s", Usage: "After the heal, the ingester's lag must be back to zero and answers whole within this long."},
 			{Name: "heal", Kind: KnobBool, Default: "true", Usage: "Heal the cut after -cut-for. false is the broken knob: the cut outlasts the convergence window, so the convergence checks fail (it is healed afterwards, so the run can verify and stop)."},
+			{Name: "cut", Kind: KnobString, Default: cutNetcut, Usage: "How the victim is cut off. netcut: in-process (pkg/netcut), its connections refused and reset at once. netns: the victim runs in a network namespace of its own (-processes.netns) and the supervisor makes its veth pair lose every frame (pkg/netns), so its peers see silence and timeouts; needs root and iproute2."},
 		},
-		Configure: func(cfg *app.AllInOneConfig, _ Values) {
+		Configure: func(cfg *app.AllInOneConfig, v Values) {
 			cfg.AuthEnabled = true
+			if v.String("cut") == cutNetns {
+				cfg.Processes.Netns = []string{v.String("victim")}
+				// Silence costs the querier its per-ingester timeout on
+				// every query that asks the cut ingester; at the default
+				// 10s each would outlast the scenario's 5s client
+				// timeout and fail instead of coming back partial.
+				cfg.Querier.IngesterQueryTimeout = netnsIngesterQueryTimeout
+			}
 		},
 		Series: []Selector{
 			{Name: "lokilab_ingester_partition_lag_records", Target: "ingester"},
@@ -78,6 +87,8 @@ func Partition() *Scenario {
 		},
 		Code: []CodeRef{
 			{"pkg/netcut/netcut.go", "the cut: a Kafka dialer, a memberlist transport and an HTTP wrapper that fail while cut"},
+			{"pkg/netns/netns.go", "the cut with -knob cut=netns: a network namespace and veth pair per process, made to lose every frame"},
+			{"pkg/app/processes_netns.go", "how the supervisor runs an ingester in its namespace, and POST/DELETE /processes/{name}/partition"},
 			{"pkg/app/processes_faults.go", "where an ingester process gets its cut, and the lab fault endpoints"},
 			{"pkg/querier/ingesters.go", "the querier's fan-out to ingesters: an ingester that does not answer makes the answer partial, with a warning"},
 			{"pkg/distributor/distributor.go", "the write path: a push needs Kafka only, never an ingester"},
@@ -104,7 +115,18 @@ type readSample struct {
 	// with another ACTIVE owner both before and after the query — only
 	// then may an answer be whole while the victim is cut off.
 	takenOver bool
+	took      time.Duration
 }
+
+// The cut knob's values.
+const (
+	cutNetcut = "netcut"
+	cutNetns  = "netns"
+	// netnsIngesterQueryTimeout is the querier's per-ingester timeout with
+	// cut=netns: below the scenario's 5s query timeout, so that a query
+	// that waits on the silent ingester comes back partial.
+	netnsIngesterQueryTimeout = 2 * time.Second
+)
 
 func runPartition(ctx context.Context, e *Env) error {
 	k := e.Knobs
@@ -112,6 +134,21 @@ func runPartition(ctx context.Context, e *Env) error {
 	vic, err := e.Sys.Ingester(victim)
 	if err != nil {
 		return err
+	}
+	how := k.String("cut")
+	cutOff, heal := e.Faults.CutOff, e.Faults.Heal
+	// The victim's own /metrics: directly with netcut (the cut spares
+	// them); with netns through the supervisor's side door into its
+	// namespace, since its address is unreachable while cut.
+	vicMetrics := vic.URL + "/metrics"
+	switch how {
+	case cutNetcut:
+	case cutNetns:
+		cutOff = func(ctx context.Context, name string) error { return netnsCut(ctx, e.Sys, name, http.MethodPost) }
+		heal = func(ctx context.Context, name string) error { return netnsCut(ctx, e.Sys, name, http.MethodDelete) }
+		vicMetrics = e.Sys.API + "/processes/" + victim + app.ProcessHTTPInfix + "metrics"
+	default:
+		return fmt.Errorf("-knob cut=%q: want %s or %s", how, cutNetcut, cutNetns)
 	}
 	ring, err := e.Sys.Ring(ctx)
 	if err != nil {
@@ -149,7 +186,7 @@ func runPartition(ctx context.Context, e *Env) error {
 	client := &http.Client{Timeout: 5 * time.Second}
 	defer client.CloseIdleConnections()
 	metric := func(name string) float64 {
-		v, err := ScrapeSum(ctx, client, vic.URL+"/metrics", name, nil)
+		v, err := ScrapeSum(ctx, client, vicMetrics, name, nil)
 		if err != nil {
 			return -1
 		}
@@ -165,8 +202,9 @@ func runPartition(ctx context.Context, e *Env) error {
 	}
 	tenant := lc.TenantPrefix + "1"
 	q := lokiclient.New(e.Sys.API, lokiclient.WithTenant(tenant), lokiclient.WithHTTPClient(client))
-	read := func() readSample {
-		s := readSample{at: time.Now()}
+	read := func() (s readSample) {
+		s.at = time.Now()
+		defer func() { s.took = time.Since(s.at) }()
 		qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
 		res, err := q.QueryRange(qctx, lokiclient.RangeQuery{Query: `{job="lokilab-load"}`, Start: time.Now().Add(-time.Minute), End: time.Now(), Limit: 5})
@@ -192,8 +230,8 @@ func runPartition(ctx context.Context, e *Env) error {
 	}
 	consumed0 := metric("lokilab_ingester_records_consumed_total")
 	tCut := time.Now()
-	e.Logf("cutting %s off its peers for %s", victim, k.Duration("cut-for"))
-	if err := e.Faults.CutOff(ctx, victim); err != nil {
+	e.Logf("cutting %s off its peers for %s (%s)", victim, k.Duration("cut-for"), how)
+	if err := cutOff(ctx, victim); err != nil {
 		return err
 	}
 	// takenOver reports whether every partition of the victim has an
@@ -267,7 +305,7 @@ func runPartition(ctx context.Context, e *Env) error {
 	healed := k.Bool("heal")
 	if healed {
 		e.Logf("healing the cut; %d records were written to %s's partitions meanwhile", buffered, victim)
-		if err := e.Faults.Heal(ctx, victim); err != nil {
+		if err := heal(ctx, victim); err != nil {
 			return err
 		}
 	} else {
@@ -326,7 +364,7 @@ func runPartition(ctx context.Context, e *Env) error {
 	if !healed {
 		// The broken knob has shown what it shows: heal now, so that the
 		// run can verify every line and stop.
-		if err := e.Faults.Heal(ctx, victim); err != nil {
+		if err := heal(ctx, victim); err != nil {
 			return err
 		}
 	}
@@ -340,7 +378,9 @@ func runPartition(ctx context.Context, e *Env) error {
 	var partial, failed, whole, silentWhole int
 	var firstPartial time.Duration = -1
 	var example string
+	var took []time.Duration
 	for _, s := range during {
+		took = append(took, s.took)
 		switch {
 		case s.failed:
 			failed++
@@ -360,11 +400,16 @@ func runPartition(ctx context.Context, e *Env) error {
 	e.Report.AddTable(Table{Title: "What each path did while " + victim + " was cut off", Header: []string{"path", "during the cut", "note"}, Rows: [][]string{
 		{"writes (push)", fmt.Sprintf("%d pushes, %s accepted, p99 %s, max %s", cut.Total, pct(cut.Accepted, cut.Total), ms(cut.P99), ms(cut.Max)), "the distributor needs Kafka only"},
 		{"Kafka", fmt.Sprintf("%d records written to %s's partitions %v", buffered, victim, parts), fmt.Sprintf("%s processed %.0f of them while cut", victim, consumed1-consumed0)},
-		{"reads (query_range)", fmt.Sprintf("%d queries: %d partial, %d whole, %d failed", len(during), partial, whole, failed), "first partial answer " + durOrNever(firstPartial) + " into the cut"},
+		{"reads (query_range)", fmt.Sprintf("%d queries: %d partial, %d whole, %d failed; each took p50 %s, max %s", len(during), partial, whole, failed, ms(quantile(took, 0.5)), ms(quantile(took, 1))),
+			"first partial answer " + durOrNever(firstPartial) + " into the cut"},
 		{"ring", "unhealthy " + durOrNever(unhealthyAt) + " into the cut; its partitions all owned by others " + durOrNever(takeoverAt) + " into it", "its heartbeats stop reaching the others, who take its partitions over and replay them from the last commit"},
 		{"ownership", "owners of its partitions at the end of the cut: " + ownerList(owners), "the distributor's view; the others take over an unhealthy owner's partitions"},
 	}})
-	e.Figure("baseline read", fmt.Sprintf("whole %v, %d lines", baseline.whole, baseline.lines), "one query before the cut")
+	e.Figure("the cut", cutDescription(how), "-knob cut="+how)
+	e.Figure("baseline read", fmt.Sprintf("whole %v, %d lines, %s", baseline.whole, baseline.lines, ms(baseline.took)), "one query before the cut")
+	e.Figure("query time during the cut", fmt.Sprintf("p50 %s, max %s over %d queries", ms(quantile(took, 0.5)), ms(quantile(took, 1)), len(took)),
+		"netcut refuses at once; with netns a query that asks the silent ingester waits for the querier's per-ingester timeout")
+	e.Figure("ring: "+victim+" unhealthy after", durOrNever(unhealthyAt), "its heartbeats stop reaching the others (the ring's heartbeat timeout)")
 	e.Figure("pushes during the cut", fmt.Sprintf("%d, %s accepted (%s)", cut.Total, pct(cut.Accepted, cut.Total), classes(cut)), "")
 	e.Figure("records Kafka buffered for "+victim, fmt.Sprint(buffered), "end offsets of its partitions, cut start to heal")
 	e.Figure("partial-result warning", example, "the first partial answer's warnings")
@@ -383,6 +428,24 @@ func runPartition(ctx context.Context, e *Env) error {
 		durOrNever(converged), converged >= 0)
 	_, err = VerifyAcked(ctx, e, load, 60*time.Second)
 	return err
+}
+
+// cutDescription says what each cut does, for the report.
+func cutDescription(how string) string {
+	if how == cutNetns {
+		return fmt.Sprintf("netns: the victim in a network namespace of its own, its veth pair losing every frame both ways (pkg/netns); peers see silence, dials and requests time out; the querier's per-ingester timeout %s", netnsIngesterQueryTimeout)
+	}
+	return "netcut: in-process (pkg/netcut): Kafka connections closed and dials refused, gossip dropped, the querier's requests reset at once"
+}
+
+// quantile is the q-quantile of ds (nearest rank), 0 for none.
+func quantile(ds []time.Duration, q float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[min(len(s)-1, int(q*float64(len(s)-1)+0.5))]
 }
 
 // ownerList formats owner → partition counts.

@@ -18,6 +18,7 @@ import (
 
 	"github.com/lokilab/lokilab/pkg/app"
 	"github.com/lokilab/lokilab/pkg/config"
+	"github.com/lokilab/lokilab/pkg/netns"
 	"github.com/lokilab/lokilab/pkg/storage"
 )
 
@@ -170,6 +171,11 @@ func startProcessesOnce(ctx context.Context, cfg app.AllInOneConfig, binary stri
 	go func() {
 		err := cmd.Wait()
 		sys.procs.sweepCgroups(cmd.Process.Pid)
+		if len(cfg.Processes.Netns) > 0 {
+			// Its network namespaces go with it; a supervisor killed
+			// with SIGKILL could not remove them itself.
+			_, _ = netns.RemoveOwned(context.Background(), cmd.Process.Pid)
+		}
 		close(exited)
 		sys.done <- err
 	}()
@@ -190,6 +196,18 @@ func startProcessesOnce(ctx context.Context, cfg app.AllInOneConfig, binary stri
 		stopCtx, c := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 		defer c()
 		return nil, errors.Join(err, sys.Stop(stopCtx))
+	}
+	if len(cfg.Processes.Netns) > 0 {
+		// With network namespaces the broker listens on the host's
+		// address on their network, not loopback (pkg/app,
+		// processes_netns.go): ask the supervisor where.
+		k, err := sys.Process(ctx, "kafka")
+		if err != nil {
+			stopCtx, c := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+			defer c()
+			return nil, errors.Join(err, sys.Stop(stopCtx))
+		}
+		sys.Kafka = k.Addr
 	}
 	return sys, nil
 }
