@@ -248,9 +248,22 @@ func RunAllInOneWith(ctx context.Context, cfg AllInOneConfig, defaults any, logg
 	if err != nil {
 		return err
 	}
+	// With ring ownership the ingesters are in the ring, with the
+	// partitions they own; in group or static ownership they do not join
+	// it, and the querier asks each by address, as the processes mode's
+	// querier does (-querier.ingester-addresses). A ring would find none
+	// of them, and answers would silently lack every line not yet flushed.
 	var qring lateRing
+	var qingesters querier.IngesterSet = &qring
+	if cfg.Ingester.Ownership != ingester.OwnershipRing {
+		var list querier.StaticIngesters
+		for _, ip := range ingesters {
+			list = append(list, querier.Ingester{ID: ip.cfg.Ingester.InstanceID, Addr: ip.srv.Addr()})
+		}
+		qingesters = list
+	}
 	q, err := querier.New(cfg.Querier, querier.Deps{
-		Bucket: qstore.Bucket, Ingesters: &qring, Limits: qlimits, AuthEnabled: cfg.AuthEnabled,
+		Bucket: qstore.Bucket, Ingesters: qingesters, Limits: qlimits, AuthEnabled: cfg.AuthEnabled,
 		Registerer: reg, Logger: logger.With("component", "querier"), Now: hooks.Now,
 	})
 	if err != nil {

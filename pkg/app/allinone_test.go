@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -165,6 +166,94 @@ func TestRunAllInOneWithHooks(t *testing.T) {
 	for _, d := range ds {
 		if code, body := push(d); code != http.StatusBadRequest || !strings.Contains(body, "timestamp too old") {
 			t.Errorf("%s: a line stamped now, the clock 8 days on: %d %s, want 400 timestamp too old", d, code, body)
+		}
+	}
+}
+
+// TestAllInOneGroupOwnershipQueriesIngesters: with consumer-group
+// ownership the ingesters do not join the ring, so the querier must ask
+// them by address. A line just pushed (not flushed: the flush periods are
+// hours) is answered from the ingesters' memory, and the stats say both
+// were reached; through the ring the querier found none and answered an
+// empty result with no warning.
+func TestAllInOneGroupOwnershipQueriesIngesters(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the whole lab")
+	}
+	var cfg AllInOneConfig
+	if err := config.Parse(flag.NewFlagSet("test", flag.ContinueOnError), nil, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	cfg.DataDir = t.TempDir()
+	cfg.Ingesters = 2
+	cfg.Ingester.Ownership = "group"
+	cfg.IngesterHTTPBasePort = 0
+	cfg.DistributorHTTPBasePort = 0
+	cfg.Memberlist.BindPort = 0
+	cfg.Memberlist.LeaveTimeout = time.Second
+	cfg.Server.HTTPListenAddress = "127.0.0.1"
+	cfg.Server.HTTPListenPort = freeTCPPort(t)
+	cfg.EmbeddedKafka.ListenAddress = "127.0.0.1:" + strconv.Itoa(freeTCPPort(t))
+	api := "http://127.0.0.1:" + strconv.Itoa(cfg.Server.HTTPListenPort)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- RunAllInOneWith(ctx, cfg, nil, slog.New(slog.DiscardHandler), AllInOneHooks{}) }()
+	defer func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil && err != context.Canceled {
+				t.Errorf("RunAllInOneWith: %v", err)
+			}
+		case <-time.After(60 * time.Second):
+			t.Error("the lab did not stop")
+		}
+	}()
+
+	client := &http.Client{Timeout: 5 * time.Second}
+	line := "group ownership line " + strconv.FormatInt(time.Now().UnixNano(), 10)
+	body := `{"streams":[{"stream":{"app":"group"},"values":[["` + strconv.FormatInt(time.Now().UnixNano(), 10) + `","` + line + `"]]}]}`
+	deadline := time.Now().Add(60 * time.Second)
+	for pushed := false; ; time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the pushed line (pushed: %v) never came back from the ingesters", pushed)
+		}
+		if !pushed {
+			resp, err := client.Post(api+"/loki/api/v1/push", "application/json", strings.NewReader(body))
+			if err != nil {
+				continue
+			}
+			resp.Body.Close()
+			pushed = resp.StatusCode == http.StatusNoContent
+			continue
+		}
+		resp, err := client.Get(api + "/loki/api/v1/query_range?query=" + url.QueryEscape(`{app="group"}`) + "&limit=10")
+		if err != nil {
+			continue
+		}
+		var v struct {
+			Data struct {
+				Result []struct {
+					Values [][2]string `json:"values"`
+				} `json:"result"`
+				Stats struct {
+					Ingester struct {
+						TotalReached int `json:"totalReached"`
+					} `json:"ingester"`
+				} `json:"stats"`
+			} `json:"data"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&v)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatalf("query answer: %v", err)
+		}
+		if reached := v.Data.Stats.Ingester.TotalReached; reached != 2 {
+			t.Fatalf("the query reached %d ingesters, want both", reached)
+		}
+		if len(v.Data.Result) == 1 && len(v.Data.Result[0].Values) == 1 && v.Data.Result[0].Values[0][1] == line {
+			return
 		}
 	}
 }

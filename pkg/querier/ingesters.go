@@ -39,27 +39,28 @@ type IngesterSet interface {
 	Ingesters() (ingesters []Ingester, warnings []string)
 }
 
-// RingIngesters finds ingesters through the ring: every healthy ingester
-// is asked (each holds the partitions it owns). What the answer will miss
-// is said in warnings: with ring ownership, the partitions no healthy
-// ingester owns (lines acknowledged but not yet flushed from them are in
-// Kafka, waiting for an owner to replay them); without it (group or static
-// ownership, which record no owners in the ring), the unhealthy ingesters.
-// An ingester that died after another took its partitions over is no
-// warning: the new owner replayed what the dead one held.
+// RingIngesters finds ingesters through the ring, for ring ownership: every
+// healthy ingester is asked (each holds the partitions it owns). What the
+// answer will miss is said in warnings: the partitions no healthy ACTIVE or
+// LEAVING ingester owns (lines acknowledged but not yet flushed from them
+// are in Kafka, waiting for an owner to replay them), including when no
+// partition has an owner at all, as while every ingester restarts at once.
+// A JOINING owner is not live: it is still replaying, and its answer would
+// lack what it has not read yet. An ingester that died after another took
+// its partitions over is no warning: the new owner replayed what the dead
+// one held. Ingesters in group or static ownership do not join the ring:
+// the querier asks them by address (StaticIngesters).
 type RingIngesters struct{ Ring *ring.Ring }
 
 // Ingesters implements IngesterSet.
 func (r RingIngesters) Ingesters() ([]Ingester, []string) {
 	var (
-		out       []Ingester
-		unhealthy []string
-		healthy   = map[string]bool{}
+		out     []Ingester
+		healthy = map[string]bool{}
 	)
 	now := time.Now()
 	for _, in := range r.Ring.Instances(ring.RoleIngester) {
 		if !r.Ring.IsHealthy(in, now) {
-			unhealthy = append(unhealthy, in.ID)
 			continue
 		}
 		healthy[in.ID] = true
@@ -68,7 +69,6 @@ func (r RingIngesters) Ingesters() ([]Ingester, []string) {
 	var (
 		orphans []string
 		owners  = map[string]bool{}
-		owned   = false
 	)
 	for _, p := range r.Ring.Partitions() {
 		if p.State != ring.PartitionActive && p.State != ring.PartitionInactive {
@@ -76,7 +76,6 @@ func (r RingIngesters) Ingesters() ([]Ingester, []string) {
 		}
 		live := false
 		for id, o := range p.Owners {
-			owned = true
 			if healthy[id] && (o.State == ring.OwnerActive || o.State == ring.OwnerLeaving) {
 				live = true
 			}
@@ -93,15 +92,13 @@ func (r RingIngesters) Ingesters() ([]Ingester, []string) {
 		}
 	}
 	var warnings []string
-	switch {
-	case owned && len(orphans) > 0:
-		last := sortedKeys(owners)
-		warnings = append(warnings, fmt.Sprintf("partitions %s have no live owner (owners: %s): their lines not yet flushed are missing from this answer until an ingester takes them over",
-			strings.Join(orphans, ","), strings.Join(last, ",")))
-	case !owned:
-		for _, id := range unhealthy {
-			warnings = append(warnings, fmt.Sprintf("ingester %s is unhealthy in the ring: its recent lines are missing from this answer", id))
+	if len(orphans) > 0 {
+		last := "none"
+		if len(owners) > 0 {
+			last = strings.Join(sortedKeys(owners), ",")
 		}
+		warnings = append(warnings, fmt.Sprintf("partitions %s have no live owner (owners: %s): their lines not yet flushed are missing from this answer until an ingester takes them over",
+			strings.Join(orphans, ","), last))
 	}
 	return out, warnings
 }
