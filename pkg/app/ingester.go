@@ -104,21 +104,33 @@ func runIngester(ctx context.Context, cfg IngesterConfig, srv *server.Server, re
 	srv.Handle("GET /ingester/series", cfg.peerHandler(ing.SeriesHandler()))
 	srv.Handle("/ingester/faults/store", store.Faults)
 
+	// Stop order: the ingester flushes and hands its partitions back while
+	// the ring still gossips and the HTTP server still answers; then the
+	// ring leaves; then the server stops. Until it has left the ring the
+	// ingester is a LEAVING owner the querier still asks for the lines it
+	// has not flushed yet: a server stopped at SIGTERM would make every
+	// query during a rolling restart partial (question 15).
 	g, gctx := errgroup.WithContext(ctx)
 	ingCtx, stopIngester := context.WithCancel(context.WithoutCancel(gctx))
 	defer stopIngester()
-	g.Go(func() error { return srv.Run(gctx) })
+	srvCtx, stopServer := context.WithCancel(context.WithoutCancel(gctx))
+	defer stopServer()
+	// A server that fails (rather than being stopped) takes the rest down.
+	g.Go(func() error { return srv.Run(srvCtx) })
 	ringCtx, stopRing := context.WithCancel(context.WithoutCancel(gctx))
 	defer stopRing()
+	ringDone := make(chan struct{})
 	if r != nil {
-		g.Go(func() error { return r.Run(ringCtx) })
+		g.Go(func() error { defer close(ringDone); return r.Run(ringCtx) })
+	} else {
+		close(ringDone)
 	}
 	g.Go(func() error {
-		// Stop order: the ingester flushes and hands its partitions back
-		// while the ring still gossips, then the ring leaves.
 		go func() { <-gctx.Done(); stopIngester() }()
 		err := ing.Run(ingCtx)
 		stopRing()
+		<-ringDone
+		stopServer()
 		if err == nil && gctx.Err() == nil {
 			// /ingester/shutdown ended the ingester: end the process too.
 			return errShutdownRequested
