@@ -2,6 +2,7 @@ package scenario
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/lokilab/lokilab/pkg/app"
 	"github.com/lokilab/lokilab/pkg/config"
+	"github.com/lokilab/lokilab/pkg/kafka"
 	"github.com/lokilab/lokilab/pkg/netns"
 	"github.com/lokilab/lokilab/pkg/storage"
 )
@@ -271,7 +273,7 @@ func (f processesFaults) Capabilities() []Capability {
 		{"StopComponent", true, "SIGTERM to the process (pid from GET /processes): an ingester flushes, commits and leaves the ring; the supervisor then restarts it (-processes.restart)"},
 		{"KillComponent", true, "SIGKILL to the process (pid from GET /processes): nothing flushed; the supervisor restarts it after 1s (doubling while it keeps dying)"},
 		{"RestartComponent", true, "SIGTERM if it runs, then waits until the supervisor has it running and ready again"},
-		{"KafkaFault", false, "the broker is a process of its own (lokilab kafka) whose kfake cluster takes no faults from outside; KillComponent(\"kafka\") is the fault this mode has"},
+		{"KafkaFault", true, "PUT " + kafka.FaultPath + " on the broker process's lab fault endpoint (its address in " + app.LabFaultsAddrFile + " in the broker's data directory): the broker's own kafka.FaultInjector, errors or stalls per request kind; a restarted broker starts without faults"},
 		{"StoreFault", true, "PUT /ingester/faults/store on each ingester's HTTP port (pkg/storage FaultBucket)"},
 		{"MemoryLimit", true, "writes memory.limit_in_bytes (and memsw) of the process's cgroup v1 memory group, which the supervisor created for it at start (-processes.memory-limit, Configure: cfg.Processes.MemoryLimits); a process started without one has no group to change"},
 		{"AdvanceClock", false, whyClock},
@@ -329,12 +331,41 @@ func (f processesFaults) RestartComponent(ctx context.Context, name string) erro
 	}
 }
 
-func (f processesFaults) KafkaFault(context.Context, KafkaFault) error {
-	return &NotBuiltError{"KafkaFault", "the broker runs as its own process in processes mode; KillComponent(\"kafka\") is the fault this mode has"}
+// brokerFaults is the broker process's lab fault endpoint, whose address
+// the broker writes to its data directory when it starts (each restart
+// writes a new one).
+func (f processesFaults) brokerFaults() (string, error) {
+	b, err := os.ReadFile(filepath.Join(f.sys.Config.EmbeddedKafka.DataDir, app.LabFaultsAddrFile))
+	if err != nil {
+		return "", fmt.Errorf("the broker's fault endpoint (the lab starts with %s=1): %w", app.LabFaultsEnv, err)
+	}
+	return "http://" + strings.TrimSpace(string(b)) + kafka.FaultPath, nil
 }
 
-func (f processesFaults) ClearKafkaFaults(context.Context) error {
-	return &NotBuiltError{"ClearKafkaFaults", "the broker runs as its own process in processes mode"}
+func (f processesFaults) KafkaFault(ctx context.Context, kf KafkaFault) error {
+	url, err := f.brokerFaults()
+	if err != nil {
+		return err
+	}
+	body, err := json.Marshal(kf.spec())
+	if err != nil {
+		return err
+	}
+	if err := f.sys.do(ctx, http.MethodPut, url, "application/json", body, http.StatusOK); err != nil {
+		return fmt.Errorf("KafkaFault: %w", err)
+	}
+	return nil
+}
+
+func (f processesFaults) ClearKafkaFaults(ctx context.Context) error {
+	url, err := f.brokerFaults()
+	if err != nil {
+		return err
+	}
+	if err := f.sys.do(ctx, http.MethodDelete, url, "", nil, http.StatusOK); err != nil {
+		return fmt.Errorf("ClearKafkaFaults: %w", err)
+	}
+	return nil
 }
 
 func (f processesFaults) StoreFault(ctx context.Context, component string, faults ...storage.Fault) error {

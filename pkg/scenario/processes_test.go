@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/lokilab/lokilab/pkg/app"
 )
@@ -164,5 +167,30 @@ func TestProcessesModeKillRestartAndMemoryLimit(t *testing.T) {
 	}
 	if err := f.MemoryLimit(ctx, "ingester-1", 384<<20); err == nil || !strings.Contains(err.Error(), "no memory cgroup") {
 		t.Errorf("MemoryLimit on a process without a group: %v", err)
+	}
+
+	// A broker fault through the broker process's own endpoint: a push is
+	// refused while produce requests fail, and accepted once cleared.
+	push := func() (int, string) {
+		body := fmt.Sprintf(`{"streams":[{"stream":{"app":"kfault"},"values":[["%d","line"]]}]}`, time.Now().UnixNano())
+		resp, err := http.Post(sys.API+"/loki/api/v1/push", "application/json", strings.NewReader(body))
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if err := f.KafkaFault(ctx, KafkaFault{Request: "produce", ErrorCode: kerr.UnknownServerError.Code}); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := push(); code != http.StatusServiceUnavailable || !strings.Contains(body, "UNKNOWN_SERVER_ERROR") {
+		t.Errorf("push during a produce fault: %d %q, want 503 UNKNOWN_SERVER_ERROR", code, body)
+	}
+	if err := f.ClearKafkaFaults(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := push(); code != http.StatusNoContent {
+		t.Errorf("push after the fault was cleared: %d %q, want 204", code, body)
 	}
 }
