@@ -29,14 +29,11 @@ func freeTCPPort(t *testing.T) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-// TestRunAllInOneWithHooks runs the lab with two distributors and one
-// ingester: the broker hook gets the embedded broker before anything
-// starts, the distributors hook every distributor's address, both
-// distributors take pushes and both are ACTIVE in one ring, so the global
-// rate limit divides by two. The clock hook reaches the distributors: a
-// line stamped now is accepted, and refused as too old once the lab's
-// clock is moved eight days on.
-func TestRunAllInOneWithHooks(t *testing.T) {
+// startAllInOne runs the lab in this process on free ports with the
+// defaults adjust changes, and stops it when the test ends (failing the
+// test if it does not stop within a minute). It returns the API's address.
+func startAllInOne(t *testing.T, adjust func(*AllInOneConfig), hooks AllInOneHooks) string {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("starts the whole lab")
 	}
@@ -45,8 +42,6 @@ func TestRunAllInOneWithHooks(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg.DataDir = t.TempDir()
-	cfg.Ingesters = 1
-	cfg.Distributors = 2
 	cfg.DistributorHTTPBasePort = 0
 	cfg.IngesterHTTPBasePort = 0
 	cfg.Memberlist.BindPort = 0
@@ -54,20 +49,12 @@ func TestRunAllInOneWithHooks(t *testing.T) {
 	cfg.Server.HTTPListenAddress = "127.0.0.1"
 	cfg.Server.HTTPListenPort = freeTCPPort(t)
 	cfg.EmbeddedKafka.ListenAddress = "127.0.0.1:" + strconv.Itoa(freeTCPPort(t))
+	adjust(&cfg)
 
-	var broker atomic.Pointer[kafka.Broker]
-	var addrs atomic.Pointer[[]string]
-	var ahead atomic.Int64 // how far the lab's clock is ahead of real time
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() {
-		done <- RunAllInOneWith(ctx, cfg, nil, slog.New(slog.DiscardHandler), AllInOneHooks{
-			Broker:       func(b *kafka.Broker) { broker.Store(b) },
-			Distributors: func(a []string) { addrs.Store(&a) },
-			Now:          func() time.Time { return time.Now().Add(time.Duration(ahead.Load())) },
-		})
-	}()
-	defer func() {
+	go func() { done <- RunAllInOneWith(ctx, cfg, nil, slog.New(slog.DiscardHandler), hooks) }()
+	t.Cleanup(func() {
 		cancel()
 		select {
 		case err := <-done:
@@ -77,7 +64,29 @@ func TestRunAllInOneWithHooks(t *testing.T) {
 		case <-time.After(60 * time.Second):
 			t.Error("the lab did not stop")
 		}
-	}()
+	})
+	return "127.0.0.1:" + strconv.Itoa(cfg.Server.HTTPListenPort)
+}
+
+// TestRunAllInOneWithHooks runs the lab with two distributors and one
+// ingester: the broker hook gets the embedded broker before anything
+// starts, the distributors hook every distributor's address, both
+// distributors take pushes and both are ACTIVE in one ring, so the global
+// rate limit divides by two. The clock hook reaches the distributors: a
+// line stamped now is accepted, and refused as too old once the lab's
+// clock is moved eight days on.
+func TestRunAllInOneWithHooks(t *testing.T) {
+	var broker atomic.Pointer[kafka.Broker]
+	var addrs atomic.Pointer[[]string]
+	var ahead atomic.Int64 // how far the lab's clock is ahead of real time
+	api := startAllInOne(t, func(cfg *AllInOneConfig) {
+		cfg.Ingesters = 1
+		cfg.Distributors = 2
+	}, AllInOneHooks{
+		Broker:       func(b *kafka.Broker) { broker.Store(b) },
+		Distributors: func(a []string) { addrs.Store(&a) },
+		Now:          func() time.Time { return time.Now().Add(time.Duration(ahead.Load())) },
+	})
 
 	client := &http.Client{Timeout: 5 * time.Second}
 	deadline := time.Now().Add(60 * time.Second)
@@ -129,7 +138,7 @@ func TestRunAllInOneWithHooks(t *testing.T) {
 			break
 		}
 	}
-	if ds[0] != "127.0.0.1:"+strconv.Itoa(cfg.Server.HTTPListenPort) || ds[1] == ds[0] {
+	if ds[0] != api || ds[1] == ds[0] {
 		t.Fatalf("distributor addresses %v", ds)
 	}
 	if b := broker.Load(); b == nil || b.Cluster() == nil {
@@ -177,39 +186,10 @@ func TestRunAllInOneWithHooks(t *testing.T) {
 // were reached; through the ring the querier found none and answered an
 // empty result with no warning.
 func TestAllInOneGroupOwnershipQueriesIngesters(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts the whole lab")
-	}
-	var cfg AllInOneConfig
-	if err := config.Parse(flag.NewFlagSet("test", flag.ContinueOnError), nil, &cfg); err != nil {
-		t.Fatal(err)
-	}
-	cfg.DataDir = t.TempDir()
-	cfg.Ingesters = 2
-	cfg.Ingester.Ownership = "group"
-	cfg.IngesterHTTPBasePort = 0
-	cfg.DistributorHTTPBasePort = 0
-	cfg.Memberlist.BindPort = 0
-	cfg.Memberlist.LeaveTimeout = time.Second
-	cfg.Server.HTTPListenAddress = "127.0.0.1"
-	cfg.Server.HTTPListenPort = freeTCPPort(t)
-	cfg.EmbeddedKafka.ListenAddress = "127.0.0.1:" + strconv.Itoa(freeTCPPort(t))
-	api := "http://127.0.0.1:" + strconv.Itoa(cfg.Server.HTTPListenPort)
-
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- RunAllInOneWith(ctx, cfg, nil, slog.New(slog.DiscardHandler), AllInOneHooks{}) }()
-	defer func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil && err != context.Canceled {
-				t.Errorf("RunAllInOneWith: %v", err)
-			}
-		case <-time.After(60 * time.Second):
-			t.Error("the lab did not stop")
-		}
-	}()
+	api := "http://" + startAllInOne(t, func(cfg *AllInOneConfig) {
+		cfg.Ingesters = 2
+		cfg.Ingester.Ownership = "group"
+	}, AllInOneHooks{})
 
 	client := &http.Client{Timeout: 5 * time.Second}
 	line := "group ownership line " + strconv.FormatInt(time.Now().UnixNano(), 10)

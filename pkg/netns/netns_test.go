@@ -76,6 +76,12 @@ func listenIn(t *testing.T, ns *Namespace) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return greet(t, ln, "hello from "+ns.Process)
+}
+
+// greet answers every connection to ln with one line and closes it, until
+// the test ends; it returns ln's address.
+func greet(t *testing.T, ln net.Listener, line string) string {
 	t.Cleanup(func() { ln.Close() })
 	go func() {
 		for {
@@ -83,7 +89,7 @@ func listenIn(t *testing.T, ns *Namespace) string {
 			if err != nil {
 				return
 			}
-			go func() { defer c.Close(); fmt.Fprintln(c, "hello from", ns.Process) }()
+			go func() { defer c.Close(); fmt.Fprintln(c, line) }()
 		}
 	}()
 	return ln.Addr().String()
@@ -165,17 +171,7 @@ func TestCutLosesPacketsBothWaysAndHealRestores(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer hostLn.Close()
-	go func() {
-		for {
-			c, err := hostLn.Accept()
-			if err != nil {
-				return
-			}
-			go func() { defer c.Close(); fmt.Fprintln(c, "hello from the host") }()
-		}
-	}()
-	host := hostLn.Addr().String()
+	host := greet(t, hostLn, "hello from the host")
 	read := func(c net.Conn) (string, error) {
 		defer c.Close()
 		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
@@ -306,16 +302,7 @@ func TestTwoNamespacesReachTheHostAddressAndEachOther(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer hostLn.Close()
-	go func() {
-		for {
-			c, err := hostLn.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	greet(t, hostLn, "hello from the host")
 	inA := listenIn(t, a)
 	if err := a.Cut(ctx); err != nil {
 		t.Fatal(err)
