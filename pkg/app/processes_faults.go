@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -48,6 +49,17 @@ const LabFaultsEnv = "LOKILAB_LAB_FAULTS"
 // LabFaultsAddrFile is the file in the broker's data directory holding its
 // fault endpoint's address (host:port).
 const LabFaultsAddrFile = "lab-faults.addr"
+
+// BrokerLabFaultsURL is the URL of the fault endpoint of the broker whose
+// data directory is dataDir, as the broker wrote it when it started (each
+// restart writes a new one, so callers read it for every request).
+func BrokerLabFaultsURL(dataDir string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(dataDir, LabFaultsAddrFile))
+	if err != nil {
+		return "", fmt.Errorf("the broker's fault endpoint (is %s=1 in the lab's environment?): %w", LabFaultsEnv, err)
+	}
+	return "http://" + strings.TrimSpace(string(b)) + kafka.FaultPath, nil
+}
 
 // labFaultsOn reports whether this process was started with the lab's
 // faults on.

@@ -189,9 +189,9 @@ func cgroupsWritable(root string) string {
 // kafkaFault sends a fault (PUT) or a clear (DELETE) to the broker's lab
 // fault endpoint, whose address the broker wrote to its data directory.
 func (e *env) kafkaFault(ctx context.Context, method string, f *kafka.FaultSpec) error {
-	b, err := os.ReadFile(filepath.Join(e.sys.Config.EmbeddedKafka.DataDir, app.LabFaultsAddrFile))
+	url, err := app.BrokerLabFaultsURL(e.sys.Config.EmbeddedKafka.DataDir)
 	if err != nil {
-		return fmt.Errorf("the broker's fault endpoint (is %s=1 in the lab's environment?): %w", app.LabFaultsEnv, err)
+		return err
 	}
 	var body []byte
 	if f != nil {
@@ -199,7 +199,7 @@ func (e *env) kafkaFault(ctx context.Context, method string, f *kafka.FaultSpec)
 			return err
 		}
 	}
-	return e.send(ctx, method, "http://"+strings.TrimSpace(string(b))+kafka.FaultPath, body)
+	return e.send(ctx, method, url, body)
 }
 
 // netcut cuts (POST) or heals (DELETE) an ingester through its lab fault

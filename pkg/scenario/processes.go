@@ -331,15 +331,9 @@ func (f processesFaults) RestartComponent(ctx context.Context, name string) erro
 	}
 }
 
-// brokerFaults is the broker process's lab fault endpoint, whose address
-// the broker writes to its data directory when it starts (each restart
-// writes a new one).
+// brokerFaults is the broker process's lab fault endpoint.
 func (f processesFaults) brokerFaults() (string, error) {
-	b, err := os.ReadFile(filepath.Join(f.sys.Config.EmbeddedKafka.DataDir, app.LabFaultsAddrFile))
-	if err != nil {
-		return "", fmt.Errorf("the broker's fault endpoint (the lab starts with %s=1): %w", app.LabFaultsEnv, err)
-	}
-	return "http://" + strings.TrimSpace(string(b)) + kafka.FaultPath, nil
+	return app.BrokerLabFaultsURL(f.sys.Config.EmbeddedKafka.DataDir)
 }
 
 func (f processesFaults) KafkaFault(ctx context.Context, kf KafkaFault) error {
