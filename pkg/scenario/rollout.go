@@ -416,7 +416,7 @@ func heldAndCaughtUp(ctx context.Context, sys *System, name string) (string, boo
 	if err != nil {
 		return err.Error(), false
 	}
-	v, err := sys.scaleRing(ctx)
+	v, err := sys.Ring(ctx)
 	if err != nil {
 		return err.Error(), false
 	}

@@ -87,33 +87,9 @@ func ScaleIngesters() *Scenario {
 	}
 }
 
-// scaleRing is the part of /ring?format=json this scenario reads.
-type scaleRing struct {
-	Instances []struct {
-		ID      string `json:"id"`
-		Role    string `json:"role"`
-		State   string `json:"state"`
-		Healthy bool   `json:"healthy"`
-	} `json:"instances"`
-	Partitions []struct {
-		ID     int32 `json:"id"`
-		Owners []struct {
-			ID    string `json:"id"`
-			State string `json:"state"`
-		} `json:"owners"`
-		AssignedTo string `json:"assigned_to"`
-	} `json:"partitions"`
-}
-
-func (s *System) scaleRing(ctx context.Context) (scaleRing, error) {
-	var v scaleRing
-	err := s.getJSON(ctx, s.API+"/ring?format=json", &v)
-	return v, err
-}
-
 // settled says whether every partition has exactly one owner, ACTIVE, the
 // one the ring assigns, and the ring's ingesters are exactly members.
-func (v scaleRing) settled(members []string) (map[int32]string, string) {
+func (v RingView) settled(members []string) (map[int32]string, string) {
 	var ings []string
 	for _, in := range v.Instances {
 		if in.Role == "ingester" {
@@ -124,6 +100,12 @@ func (v scaleRing) settled(members []string) (map[int32]string, string) {
 	if !slices.Equal(ings, members) {
 		return nil, fmt.Sprintf("ingesters in the ring %v, want %v", ings, members)
 	}
+	return v.owners()
+}
+
+// owners returns each partition's owner if every partition has exactly
+// one, ACTIVE, the one the ring assigns; otherwise why not.
+func (v RingView) owners() (map[int32]string, string) {
 	if len(v.Partitions) == 0 {
 		return nil, "no partitions"
 	}
@@ -155,7 +137,7 @@ func waitSettled(ctx context.Context, sys *System, members []string, timeout tim
 	slices.Sort(members)
 	last := "no ring read yet"
 	for {
-		if v, err := sys.scaleRing(ctx); err != nil {
+		if v, err := sys.Ring(ctx); err != nil {
 			last = err.Error()
 		} else {
 			for _, in := range v.Instances {
