@@ -45,7 +45,7 @@ func (f *benchFlags) RegisterFlags(fs *flag.FlagSet) {
 		fl.DefValue = v
 	}
 	fs.StringVar(&f.Lokilab, "lokilab", "", "Push URL of a lokilab already running; default: start one in this process (the defaults of lokilab run, limits raised).")
-	fs.StringVar(&f.LokilabMetrics, "lokilab-metrics", "", "With -lokilab: comma-separated /metrics URLs of its ingesters, for the lag check.")
+	fs.StringVar(&f.LokilabMetrics, "lokilab-metrics", "", "With -lokilab: comma-separated /metrics URLs of its ingesters (http://host:port/metrics), for the lag and store checks; the store check POSTs to each one's /flush.")
 	fs.StringVar(&f.Peer, "peer", "", "Push URL of another Loki-push endpoint to compare with, e.g. http://127.0.0.1:9428/insert/loki/api/v1/push (VictoriaLogs).")
 	fs.StringVar(&f.PeerName, "peer-name", "peer", "The peer's name in the report.")
 	fs.StringVar(&f.DataDir, "data-dir", "", "Data directory of the in-process lokilab; default a temporary one, removed afterwards.")
@@ -60,7 +60,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := flag.NewFlagSet("lokilab bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprint(stderr, "Usage: lokilab bench [flags]\n\nPush the same load (lokilab load's line mix and seed) to lokilab and to another Loki push\nendpoint, one after the other, and print accepted MiB/s, lines/s, p50/p99 latency and the\nratios; check that lokilab's ingesters keep up (Kafka lag not growing, drained after).\n\n")
+		fmt.Fprint(stderr, "Usage: lokilab bench [flags]\n\nPush the same load (lokilab load's line mix and seed) to lokilab and to another Loki push\nendpoint, one after the other, and print accepted MiB/s, lines/s, p50/p99 latency and the\nratios; check that lokilab's ingesters keep up (Kafka lag not growing, drained after) and\nthat its store holds every accepted line (a forced flush after the load, timed).\n\n")
 		fs.PrintDefaults()
 	}
 	if err := config.Parse(fs, args, &f); err != nil {
@@ -73,7 +73,18 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if f.Lokilab != "" {
 		t := bench.Target{Name: "lokilab", URL: f.Lokilab}
 		if f.LokilabMetrics != "" {
-			t.Lag = bench.GaugeSum(&http.Client{Timeout: 10 * time.Second}, bench.LagMetric, strings.Split(f.LokilabMetrics, ",")...)
+			client := &http.Client{Timeout: 10 * time.Second}
+			metrics := strings.Split(f.LokilabMetrics, ",")
+			var ingesters []string
+			for _, m := range metrics {
+				ingesters = append(ingesters, strings.TrimSuffix(m, "/metrics"))
+			}
+			t.Lag = bench.GaugeSum(client, bench.LagMetric, metrics...)
+			t.Store = &bench.Store{
+				Flushed:  bench.GaugeSum(client, bench.FlushedMetric, metrics...),
+				InMemory: bench.Difference(bench.GaugeSum(client, bench.AppendedMetric, metrics...), bench.GaugeSum(client, bench.FlushedMetric, metrics...)),
+				Flush:    bench.PostFlush(&http.Client{Timeout: 5 * time.Minute}, ingesters...),
+			}
 		}
 		targets = append(targets, t)
 	} else {
@@ -119,6 +130,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if l := rs[0].Lag; l != nil && (l.Growing || !l.Drained) {
 		return errors.New("lokilab's ingesters did not keep up with the load (see the lag line)")
+	}
+	if fl := rs[0].Flush; fl != nil && (fl.Err != nil || fl.Missing() > 0) {
+		return errors.New("lokilab's store does not hold every accepted line (see the store line)")
 	}
 	return nil
 }

@@ -16,7 +16,11 @@
 // for ever. For a target that exposes its ingesters' lag (Target.Lag), the
 // run samples it during the load and, after the load, waits for it to
 // drain: the report says the lag's peak, whether it grew over the run, and
-// how long it took to reach zero.
+// how long it took to reach zero. Consuming is not the end of it either:
+// for a target that says what reached its object store (Target.Store),
+// the run compares the lines flushed during the load with those accepted,
+// forces out what is left, times that, and checks that the store holds
+// every accepted line.
 package bench
 
 import (
@@ -39,6 +43,8 @@ type Target struct {
 	// Lag, if set, returns the target's ingest backlog in records (for
 	// lokilab: the sum over partitions of the ingesters' Kafka lag).
 	Lag func(ctx context.Context) (float64, error)
+	// Store, if set, says what reached the target's object store.
+	Store *Store
 }
 
 // Config is a benchmark run.
@@ -63,6 +69,8 @@ type Result struct {
 	Summary loadgen.Summary
 	// Lag is nil for a target without a Lag function.
 	Lag *LagReport
+	// Flush is nil for a target without a Store.
+	Flush *FlushReport
 }
 
 // AcceptedMBps is the line bytes of accepted pushes per second, in MiB.
@@ -156,35 +164,44 @@ func runOne(ctx context.Context, cfg Config, t Target) (Result, error) {
 		return Result{}, err
 	}
 	var (
-		samples []float64
-		lagErr  error
-		stop    = make(chan struct{})
-		done    = make(chan struct{})
+		lagSamples, memSamples []float64
+		lagErr, memErr         error
+		stop                   = make(chan struct{})
+		done                   = make(chan struct{})
+		flushed0               float64
 	)
-	if t.Lag != nil {
-		go func() {
-			defer close(done)
-			tick := time.NewTicker(cfg.LagInterval)
-			defer tick.Stop()
-			for {
-				select {
-				case <-stop:
-					return
-				case <-ctx.Done():
-					return
-				case <-tick.C:
-					v, err := t.Lag(ctx)
-					if err != nil {
-						lagErr = err
-						continue
-					}
-					samples = append(samples, v)
+	if t.Store != nil {
+		if flushed0, err = t.Store.Flushed(ctx); err != nil {
+			return Result{}, fmt.Errorf("reading what the store holds before the load: %w", err)
+		}
+	}
+	sample := func(f func(context.Context) (float64, error), into *[]float64, errp *error) {
+		if v, err := f(ctx); err != nil {
+			*errp = err
+		} else {
+			*into = append(*into, v)
+		}
+	}
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(cfg.LagInterval)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				if t.Lag != nil {
+					sample(t.Lag, &lagSamples, &lagErr)
+				}
+				if t.Store != nil && t.Store.InMemory != nil {
+					sample(t.Store.InMemory, &memSamples, &memErr)
 				}
 			}
-		}()
-	} else {
-		close(done)
-	}
+		}
+	}()
 	sum, err := l.Run(ctx)
 	close(stop)
 	<-done
@@ -193,13 +210,24 @@ func runOne(ctx context.Context, cfg Config, t Target) (Result, error) {
 		return res, err
 	}
 	if t.Lag != nil {
-		res.Lag = judgeLag(samples, lagErr)
+		res.Lag = judgeLag(lagSamples, lagErr)
 		end, err := t.Lag(ctx)
 		if err != nil {
 			res.Lag.Err = err
 		}
 		res.Lag.AtEnd = end
 		res.Lag.Drained, res.Lag.DrainTime = drain(ctx, t.Lag, cfg.DrainTimeout, cfg.LagInterval/4)
+	}
+	if t.Store != nil {
+		var mem *LagReport
+		if t.Store.InMemory != nil {
+			mem = judgeLag(memSamples, memErr)
+			if mem.AtEnd, err = t.Store.InMemory(ctx); err != nil {
+				mem.Err = err
+			}
+		}
+		res.Flush = measureFlush(ctx, t.Store, flushed0, sum.Accepted.Lines)
+		res.Flush.InMemory = mem
 	}
 	return res, nil
 }

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -36,8 +37,9 @@ func loadConfig(t *testing.T, d time.Duration) loadgen.Config {
 // TestRunComparesLokilabWithAnotherEndpoint runs the benchmark, short,
 // against an in-process lokilab and a fake Loki endpoint that accepts
 // everything, and checks what the report needs: both got load, lokilab's
-// lag was sampled and drained, the fake has no lag, and the table has a
-// row and a ratio for each. (No figure is asserted: speed is for
+// lag was sampled and drained, its store holds every accepted line after
+// the forced flush, the fake has neither, and the table has a row and a
+// ratio for each. (No figure is asserted: speed is for
 // benchmarks on a quiet machine, not for a test.)
 func TestRunComparesLokilabWithAnotherEndpoint(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -92,19 +94,78 @@ func TestRunComparesLokilabWithAnotherEndpoint(t *testing.T) {
 	if !l.Drained {
 		t.Errorf("lokilab's lag did not drain: %+v", l)
 	}
-	if rs[1].Lag != nil {
-		t.Errorf("the fake endpoint has a lag report: %+v", rs[1].Lag)
+	if rs[1].Lag != nil || rs[1].Flush != nil {
+		t.Errorf("the fake endpoint has a lag or store report: %+v, %+v", rs[1].Lag, rs[1].Flush)
+	}
+	// Nothing acknowledged is lost: after the forced flush, the store
+	// holds exactly the accepted lines (a fresh lab, no replay, so no
+	// line twice either).
+	f := rs[0].Flush
+	if f == nil || f.Err != nil {
+		t.Fatalf("lokilab store not measured: %+v", f)
+	}
+	if f.Total != float64(rs[0].Summary.Accepted.Lines) || f.DuringLoad+f.Backlog != f.Total {
+		t.Errorf("store holds %.0f lines (%.0f during the load + %.0f forced), accepted %d", f.Total, f.DuringLoad, f.Backlog, rs[0].Summary.Accepted.Lines)
+	}
+	if m := f.InMemory; m == nil || m.Samples == 0 || m.Err != nil || m.Max <= 0 {
+		t.Errorf("unflushed lines not sampled during the load: %+v", m)
 	}
 	var out strings.Builder
 	if err := WriteReport(&out, rs); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"lokilab", "fake", "MiB/s vs lokilab", "1.00x", "lokilab ingest lag", "drained to 0"} {
+	for _, want := range []string{"lokilab", "fake", "MiB/s vs lokilab", "1.00x", "lokilab ingest lag", "drained to 0", "lokilab store:", "all in the store", "lokilab unflushed lines"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, out.String())
 		}
 	}
 	t.Logf("\n%s%s", progress.String(), out.String())
+}
+
+// TestMeasureFlush: the store report counts what was flushed during the
+// load and by the forced flush, and says when lines are missing, stored
+// twice, or the flush failed.
+func TestMeasureFlush(t *testing.T) {
+	for _, tc := range []struct {
+		name             string
+		before, atEnd    float64
+		flushAdds        float64
+		flushErr         error
+		accepted         int64
+		during, backlog  float64
+		missing, twice   float64
+		wantErr, wantTxt string
+	}{
+		{name: "all stored", before: 100, atEnd: 700, flushAdds: 400, accepted: 1000, during: 600, backlog: 400, wantTxt: "all in the store"},
+		{name: "lines lost", before: 0, atEnd: 500, flushAdds: 300, accepted: 1000, during: 500, backlog: 300, missing: 200, wantTxt: "200 accepted lines MISSING"},
+		{name: "replayed twice", before: 0, atEnd: 900, flushAdds: 300, accepted: 1000, during: 900, backlog: 300, twice: 200, wantTxt: "200 lines stored twice"},
+		{name: "flush fails", before: 0, atEnd: 500, flushErr: errors.New("store down"), accepted: 1000, during: 500, missing: 500, wantErr: "store down", wantTxt: "FAILED: flushing: store down"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			v := tc.atEnd
+			s := &Store{
+				Flushed: func(context.Context) (float64, error) { return v, nil },
+				Flush: func(context.Context) error {
+					v += tc.flushAdds
+					return tc.flushErr
+				},
+			}
+			f := measureFlush(context.Background(), s, tc.before, tc.accepted)
+			if f.DuringLoad != tc.during {
+				t.Errorf("during the load %.0f, want %.0f", f.DuringLoad, tc.during)
+			}
+			if f.Backlog != tc.backlog || f.Missing() != tc.missing || f.Total-float64(f.Accepted) != tc.twice-tc.missing {
+				t.Errorf("backlog %.0f missing %.0f total %.0f, want %.0f, %.0f, twice %.0f", f.Backlog, f.Missing(), f.Total, tc.backlog, tc.missing, tc.twice)
+			}
+			if (f.Err == nil) != (tc.wantErr == "") || (f.Err != nil && !strings.Contains(f.Err.Error(), tc.wantErr)) {
+				t.Errorf("err %v, want %q", f.Err, tc.wantErr)
+			}
+			line := flushLine(&Result{Target: "lokilab", Flush: f})
+			if !strings.Contains(line, tc.wantTxt) {
+				t.Errorf("report line %q lacks %q", line, tc.wantTxt)
+			}
+		})
+	}
 }
 
 // TestJudgeLag: a lag that climbs through the run is growing; one that

@@ -34,16 +34,27 @@ func StartLokilab(ctx context.Context, dataDir string, logw io.Writer) (*Lokilab
 	return &Lokilab{sys: sys}, nil
 }
 
-// Target is the push endpoint, with the ingesters' summed Kafka lag.
+// Target is the push endpoint, with the ingesters' summed Kafka lag and
+// what they flushed to the store.
 func (l *Lokilab) Target(name string) Target {
-	var urls []string
+	var urls, ingesters []string
 	for _, t := range l.sys.MetricsTargets() {
 		urls = append(urls, t.URL)
 	}
+	for _, in := range l.sys.Ingesters {
+		ingesters = append(ingesters, in.URL)
+	}
+	client := &http.Client{Timeout: 10 * time.Second}
 	return Target{
 		Name: name,
 		URL:  l.sys.API + "/loki/api/v1/push",
-		Lag:  GaugeSum(&http.Client{Timeout: 10 * time.Second}, LagMetric, urls...),
+		Lag:  GaugeSum(client, LagMetric, urls...),
+		Store: &Store{
+			Flushed:  GaugeSum(client, FlushedMetric, urls...),
+			InMemory: Difference(GaugeSum(client, AppendedMetric, urls...), GaugeSum(client, FlushedMetric, urls...)),
+			// A forced flush of a few GB takes longer than a scrape.
+			Flush: PostFlush(&http.Client{Timeout: 5 * time.Minute}, ingesters...),
+		},
 	}
 }
 

@@ -10,7 +10,8 @@ import (
 
 // WriteReport writes a table of the results: per target its accepted MiB/s
 // and lines/s, push latency p50 and p99, the share of lines refused, and
-// each throughput as a ratio to the first target's; then each lag report.
+// each throughput as a ratio to the first target's; then each store and
+// lag report.
 func WriteReport(w io.Writer, rs []Result) error {
 	if len(rs) == 0 {
 		_, err := fmt.Fprintln(w, "no results")
@@ -36,6 +37,9 @@ func WriteReport(w io.Writer, rs []Result) error {
 		r := &rs[i]
 		for _, o := range r.Summary.Rejected {
 			fmt.Fprintf(w, "%s: %d pushes %s\n", r.Target, o.Pushes, o.Outcome)
+		}
+		if r.Flush != nil {
+			fmt.Fprintln(w, flushLine(r))
 		}
 		if r.Lag == nil {
 			continue
@@ -68,4 +72,46 @@ func ratio(a, b float64) string {
 		return "-"
 	}
 	return fmt.Sprintf("%.2fx", a/b)
+}
+
+// flushLine says what reached r's store: during the load, in the forced
+// flush after it (and how fast that ran, against the rate the load was
+// accepted at), and whether every accepted line is there.
+func flushLine(r *Result) string {
+	f := r.Flush
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s store: %.0f of %d accepted lines flushed during the load (%.0f%%), the other %.0f by a forced flush in %s",
+		r.Target, f.DuringLoad, f.Accepted, percent(f.DuringLoad, float64(f.Accepted)), f.Backlog, f.FinalFlush.Round(10*time.Millisecond))
+	if rate := f.BacklogRate(); rate > 0 {
+		fmt.Fprintf(&b, " (%.0f lines/s, %s the accepted rate)", rate, ratio(rate, r.AcceptedLinesPerSecond()))
+	}
+	switch m := f.Missing(); {
+	case f.Err != nil:
+		fmt.Fprintf(&b, "; FAILED: %v", f.Err)
+	case m > 0:
+		fmt.Fprintf(&b, "; %.0f accepted lines MISSING from the store", m)
+	case f.Total > float64(f.Accepted):
+		fmt.Fprintf(&b, "; all in the store, and %.0f lines stored twice", f.Total-float64(f.Accepted))
+	default:
+		b.WriteString("; all in the store")
+	}
+	if m := f.InMemory; m != nil {
+		fmt.Fprintf(&b, "\n%s unflushed lines during the load: peak %.0f over %d samples, %.0f when the load stopped", r.Target, m.Max, m.Samples, m.AtEnd)
+		if m.Growing {
+			b.WriteString(", GROWING (flushing fell behind)")
+		} else {
+			b.WriteString(", not growing")
+		}
+		if m.Err != nil {
+			fmt.Fprintf(&b, " (a sample failed: %v)", m.Err)
+		}
+	}
+	return b.String()
+}
+
+func percent(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return 100 * a / b
 }
