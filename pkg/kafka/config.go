@@ -44,14 +44,14 @@ type Config struct {
 	// pushes before this fills.
 	ProducerMaxBufferedBytes config.ByteSize `yaml:"producer_max_buffered_bytes"`
 	// ProducerLinger is how long a partition's batch waits for more records
-	// before it is sent. Default 10ms (franz-go's). Longer lingers make
-	// fewer, larger requests at the price of push latency, and every push
-	// waits for its acknowledgement, so the linger is added to each one: at
-	// 16 pushes in flight, lokilab bench accepts 25 MiB/s at 10ms and
-	// 82-87 MiB/s at 0 (docs/performance.md). 0 is not the default yet: with
-	// it, the slow-query scenario's concurrent pushes of historical lines
-	// reached the ingesters interleaved, which cut three times the chunks
-	// and broke its limit check; see docs/performance.md.
+	// before it is sent. Default 0, not franz-go's 10ms: every push waits
+	// for its records' acknowledgement, so a linger is a wait added to each
+	// one, and at 16 pushes in flight lokilab bench accepted 25 MiB/s at
+	// 10ms against 82-87 MiB/s at 0 (docs/performance.md). Batching does
+	// not stop at 0: records produced while a request is in flight go out
+	// together in the next one, so batches grow with the load by themselves.
+	// A linger pays where many small produces come from few callers that do
+	// not wait for each one.
 	ProducerLinger time.Duration `yaml:"producer_linger"`
 	// AutoCreateTopicEnabled creates the topic at start if it is missing.
 	// Default true.
@@ -73,7 +73,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.ProducerMaxRecordSizeBytes, "kafka.producer-max-record-size-bytes", 960<<10, "Maximum record value size; larger streams are split.")
 	c.ProducerMaxBufferedBytes = 1 << 30
 	fs.Var(&c.ProducerMaxBufferedBytes, "kafka.producer-max-buffered-bytes", "Maximum bytes the producer buffers awaiting acknowledgement.")
-	fs.DurationVar(&c.ProducerLinger, "kafka.producer-linger", 10*time.Millisecond, "How long a batch waits for more records before it is sent.")
+	fs.DurationVar(&c.ProducerLinger, "kafka.producer-linger", 0, "How long a batch waits for more records before it is sent.")
 	fs.BoolVar(&c.AutoCreateTopicEnabled, "kafka.auto-create-topic-enabled", true, "Create the topic at start if it does not exist.")
 	fs.IntVar(&c.AutoCreateTopicDefaultPartitions, "kafka.auto-create-topic-default-partitions", 12, "Partitions of a topic created at start.")
 }
