@@ -43,6 +43,26 @@ func TestSoakGrowthJudgement(t *testing.T) {
 	if g, _ := measureGrowth(series(600, climb), t0.Add(2*time.Minute), end); g.Delta != 0 {
 		t.Errorf("after the warm-up the climb is over: delta %v, want 0", g.Delta)
 	}
+	// A query's working set: 50MB between queries, 1GB during one, and
+	// the queries take longer as the run goes on (a quarter of the time
+	// in the first third, three quarters in the last). The median climbs
+	// with the duty cycle; the floor, what stays between queries, does
+	// not, and a leak under the same sawtooth lifts both.
+	busy := func(i int) float64 {
+		duty := 2 + 6*i/600 // of 8 seconds
+		if i%8 < duty {
+			return 1e9
+		}
+		return 50e6
+	}
+	g, _ = measureGrowth(series(600, busy), t0, end)
+	if g.Delta < 500e6 || g.FloorFirst != 50e6 || g.FloorLast != 50e6 {
+		t.Errorf("working set with a growing duty cycle: %+v, want the median up by over 500MB and the floor at 50MB in both thirds", g)
+	}
+	g, _ = measureGrowth(series(600, func(i int) float64 { return busy(i) + 100e3*float64(i) }), t0, end)
+	if g.FloorLast-g.FloorFirst < 30e6 {
+		t.Errorf("leak under the working set: floor %v → %v, want it lifted by the leak (≈ 40MB)", g.FloorFirst, g.FloorLast)
+	}
 	if _, ok := measureGrowth(series(5, saw), t0, end); ok {
 		t.Error("five points judged; want too few")
 	}
