@@ -4,14 +4,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/lokilab/lokilab/internal/freeport"
 	"github.com/lokilab/lokilab/internal/pushtest"
 	"github.com/lokilab/lokilab/pkg/app"
 )
@@ -142,56 +143,25 @@ type processesRun struct {
 // blocks, as the supervisor numbers them) and returns the command line.
 func processesArgs(t *testing.T, dataDir string, extra ...string) processesRun {
 	t.Helper()
-	gateway := "127.0.0.1:" + freePort(t)
+	// One block below the kernel's ephemeral range (internal/freeport
+	// says why): gateway, kafka, distributor, querier, compactor, three
+	// ingesters' HTTP ports, five memberlist nodes.
+	base, err := freeport.Block(13)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := func(i int) string { return strconv.Itoa(base + i) }
+	gateway := "127.0.0.1:" + port(0)
 	args := []string{"run", "-processes", "-data.dir", dataDir, "-log.level", "warn",
-		"-server.http-listen-port", strings.TrimPrefix(gateway, "127.0.0.1:"),
-		"-kafka.broker.listen-address", "127.0.0.1:" + freePort(t),
-		"-processes.distributor-port", freePort(t),
-		"-processes.querier-port", freePort(t),
-		"-processes.compactor-port", freePort(t),
-		"-ingester.http-base-port", fmt.Sprint(freePorts(t, 3, false)),
-		"-memberlist.bind-port", fmt.Sprint(freePorts(t, 5, true)),
+		"-server.http-listen-port", port(0),
+		"-kafka.broker.listen-address", "127.0.0.1:" + port(1),
+		"-processes.distributor-port", port(2),
+		"-processes.querier-port", port(3),
+		"-processes.compactor-port", port(4),
+		"-ingester.http-base-port", port(5),
+		"-memberlist.bind-port", port(8),
 		"-kafka.auto-create-topic-default-partitions", "4"}
 	return processesRun{gateway: gateway, args: append(args, extra...)}
-}
-
-// freePorts returns the first of n consecutive free loopback ports (TCP,
-// and UDP too if udp, as memberlist binds both).
-func freePorts(t *testing.T, n int, udp bool) int {
-	t.Helper()
-	for range 100 {
-		base, _ := net.Listen("tcp", "127.0.0.1:0")
-		if base == nil {
-			continue
-		}
-		port := base.Addr().(*net.TCPAddr).Port
-		var held []func() error
-		held = append(held, base.Close)
-		ok := port+n <= 65536
-		for i := 0; ok && i < n; i++ {
-			addr := fmt.Sprintf("127.0.0.1:%d", port+i)
-			if i > 0 {
-				ln, err := net.Listen("tcp", addr)
-				if ok = err == nil; ok {
-					held = append(held, ln.Close)
-				}
-			}
-			if ok && udp {
-				pc, err := net.ListenPacket("udp", addr)
-				if ok = err == nil; ok {
-					held = append(held, pc.Close)
-				}
-			}
-		}
-		for _, c := range held {
-			c()
-		}
-		if ok {
-			return port
-		}
-	}
-	t.Fatalf("no %d consecutive free ports", n)
-	return 0
 }
 
 // getProcesses reads GET /processes on the gateway, by process name.

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -15,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/lokilab/lokilab/internal/freeport"
 )
 
 // binaries built once for every test in this package.
@@ -154,14 +155,15 @@ func waitReady(t *testing.T, url string) {
 	}
 }
 
+// freePort returns a loopback port for a process to bind later, below the
+// kernel's ephemeral range (internal/freeport says why).
 func freePort(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := freeport.Block(1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return fmt.Sprint(ln.Addr().(*net.TCPAddr).Port)
+	return fmt.Sprint(p)
 }
 
 func timeout(t *testing.T, d time.Duration) context.Context {

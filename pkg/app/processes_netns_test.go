@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lokilab/lokilab/internal/freeport"
 	"github.com/lokilab/lokilab/pkg/netns"
 	"github.com/lokilab/lokilab/pkg/server"
 )
@@ -104,7 +105,10 @@ func TestProcessesNetnsCutAndHeal(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, "github.com/lokilab/lokilab/cmd/lokilab").CombinedOutput(); err != nil {
 		t.Fatalf("building lokilab: %v\n%s", err, out)
 	}
-	gwPort := freeBlock(t, 1)
+	gwPort, err := freeport.Block(1)
+	if err != nil {
+		t.Fatal(err)
+	}
 	args := append(freePortFlags(t), "-processes", "-data.dir", t.TempDir(), "-log.level", "warn",
 		"-ingesters", "2", "-processes.netns", "ingester-2", "-ring.heartbeat-timeout", "4s")
 	args[1] = fmt.Sprint(gwPort) // -server.http-listen-port
@@ -208,7 +212,7 @@ func TestProcessesNetnsCutAndHeal(t *testing.T) {
 		t.Fatalf("POST partition: %+v, %v", ps, err)
 	}
 	began := time.Now()
-	err := reach(1500 * time.Millisecond)
+	err = reach(1500 * time.Millisecond)
 	var ne net.Error
 	if err == nil || !errors.As(err, &ne) || !ne.Timeout() || time.Since(began) < time.Second {
 		t.Fatalf("a dial to the cut ingester: %v after %s; want a timeout after the full 1.5s", err, time.Since(began))

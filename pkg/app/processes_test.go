@@ -17,6 +17,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/lokilab/lokilab/internal/freeport"
 	"github.com/lokilab/lokilab/pkg/config"
 	"github.com/lokilab/lokilab/pkg/server"
 )
@@ -189,7 +190,10 @@ func TestGatewayPassesWebsockets(t *testing.T) {
 // meets a lab someone else runs on the defaults.
 func freePortFlags(t *testing.T) []string {
 	t.Helper()
-	base := freeBlock(t, 12)
+	base, err := freeport.Block(12)
+	if err != nil {
+		t.Fatal(err)
+	}
 	return []string{
 		"-server.http-listen-port", "0",
 		"-kafka.broker.listen-address", fmt.Sprintf("127.0.0.1:%d", base),
@@ -358,33 +362,6 @@ func TestPrefixWriterPrefixesWholeLines(t *testing.T) {
 	if tail := a.tail(); !reflect.DeepEqual(tail, []string{"third", "unfinished"}) {
 		t.Fatalf("tail %q", tail)
 	}
-}
-
-// freeBlock returns the first of n consecutive free loopback ports.
-func freeBlock(t *testing.T, n int) int {
-	t.Helper()
-	for range 100 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := ln.Addr().(*net.TCPAddr).Port
-		ln.Close()
-		ok := true
-		for i := range n {
-			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port+i))
-			if err != nil {
-				ok = false
-				break
-			}
-			l.Close()
-		}
-		if ok {
-			return port
-		}
-	}
-	t.Fatalf("no %d consecutive free ports", n)
-	return 0
 }
 
 // TestAProcessFailingAtStartupEndsTheSupervisor: a child that exits during

@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/lokilab/lokilab/internal/freeport"
 	"github.com/lokilab/lokilab/pkg/app"
 	"github.com/lokilab/lokilab/pkg/config"
 	"github.com/lokilab/lokilab/pkg/kafka"
@@ -73,40 +72,12 @@ func StartProcesses(ctx context.Context, cfg app.AllInOneConfig, binary string, 
 	}
 }
 
-// freePortBlock finds n consecutive loopback ports free for TCP and UDP
-// (memberlist binds both).
-func freePortBlock(n int) (int, error) {
-	for range 50 {
-		base := 20000 + rand.IntN(30000)
-		ok := true
-		for p := base; p < base+n && ok; p++ {
-			addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(p))
-			ln, err := net.Listen("tcp", addr)
-			if err != nil {
-				ok = false
-				break
-			}
-			ln.Close()
-			pc, err := net.ListenPacket("udp", addr)
-			if err != nil {
-				ok = false
-				break
-			}
-			pc.Close()
-		}
-		if ok {
-			return base, nil
-		}
-	}
-	return 0, errors.New("no block of free loopback ports found")
-}
-
 func startProcessesOnce(ctx context.Context, cfg app.AllInOneConfig, binary string, logw io.Writer) (*System, error) {
 	// One block: gateway, kafka, distributor, querier, compactor, the
 	// ingesters' HTTP ports, then memberlist (distributor, ingesters,
 	// querier).
 	n := cfg.Ingesters
-	base, err := freePortBlock(5 + n + n + 2)
+	base, err := freeport.Block(5 + n + n + 2)
 	if err != nil {
 		return nil, err
 	}
