@@ -80,11 +80,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 				ingesters = append(ingesters, strings.TrimSuffix(m, "/metrics"))
 			}
 			t.Lag = bench.GaugeSum(client, bench.LagMetric, metrics...)
-			t.Store = &bench.Store{
-				Flushed:  bench.GaugeSum(client, bench.FlushedMetric, metrics...),
-				InMemory: bench.Difference(bench.GaugeSum(client, bench.AppendedMetric, metrics...), bench.GaugeSum(client, bench.FlushedMetric, metrics...)),
-				Flush:    bench.PostFlush(&http.Client{Timeout: 5 * time.Minute}, ingesters...),
-			}
+			t.Store = bench.IngesterStore(client, ingesters...)
 		}
 		targets = append(targets, t)
 	} else {

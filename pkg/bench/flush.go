@@ -101,18 +101,29 @@ func measureFlush(ctx context.Context, s *Store, flushed0 float64, accepted int6
 // AppendedMetric counts the lines lokilab's ingesters appended to chunks.
 const AppendedMetric = "lokilab_ingester_entries_appended_total"
 
-// Difference returns a function that reads a and b and returns a − b.
-func Difference(a, b func(context.Context) (float64, error)) func(context.Context) (float64, error) {
-	return func(ctx context.Context) (float64, error) {
-		va, err := a(ctx)
-		if err != nil {
-			return 0, err
-		}
-		vb, err := b(ctx)
-		if err != nil {
-			return 0, err
-		}
-		return va - vb, nil
+// IngesterStore is the Store of lokilab's ingesters at the base URLs
+// given (e.g. http://127.0.0.1:3101): the lines they flushed and hold,
+// summed over their /metrics, and a forced flush through each one's
+// /flush.
+func IngesterStore(client *http.Client, ingesters ...string) *Store {
+	var metrics []string
+	for _, base := range ingesters {
+		metrics = append(metrics, strings.TrimSuffix(base, "/")+"/metrics")
+	}
+	flushed := GaugeSum(client, FlushedMetric, metrics...)
+	appended := GaugeSum(client, AppendedMetric, metrics...)
+	return &Store{
+		Flushed: flushed,
+		InMemory: func(ctx context.Context) (float64, error) {
+			a, err := appended(ctx)
+			if err != nil {
+				return 0, err
+			}
+			f, err := flushed(ctx)
+			return a - f, err
+		},
+		// A forced flush of a few GB takes longer than a scrape.
+		Flush: PostFlush(&http.Client{Timeout: 5 * time.Minute}, ingesters...),
 	}
 }
 

@@ -46,15 +46,10 @@ func (l *Lokilab) Target(name string) Target {
 	}
 	client := &http.Client{Timeout: 10 * time.Second}
 	return Target{
-		Name: name,
-		URL:  l.sys.API + "/loki/api/v1/push",
-		Lag:  GaugeSum(client, LagMetric, urls...),
-		Store: &Store{
-			Flushed:  GaugeSum(client, FlushedMetric, urls...),
-			InMemory: Difference(GaugeSum(client, AppendedMetric, urls...), GaugeSum(client, FlushedMetric, urls...)),
-			// A forced flush of a few GB takes longer than a scrape.
-			Flush: PostFlush(&http.Client{Timeout: 5 * time.Minute}, ingesters...),
-		},
+		Name:  name,
+		URL:   l.sys.API + "/loki/api/v1/push",
+		Lag:   GaugeSum(client, LagMetric, urls...),
+		Store: IngesterStore(client, ingesters...),
 	}
 }
 

@@ -366,20 +366,21 @@ func measureGrowth(ps []Point, from, to time.Time) (growth, bool) {
 
 // quantileOf returns the q-quantile of ps' values, nearest rank.
 func quantileOf(ps []Point, q float64) float64 {
-	vs := make([]float64, len(ps))
-	for i, p := range ps {
-		vs[i] = p.V
-	}
-	slices.Sort(vs)
+	vs := sortedValues(ps)
 	return vs[min(int(q*float64(len(vs))), len(vs)-1)]
 }
 
-func medianOf(ps []Point) float64 {
+func sortedValues(ps []Point) []float64 {
 	vs := make([]float64, len(ps))
 	for i, p := range ps {
 		vs[i] = p.V
 	}
 	slices.Sort(vs)
+	return vs
+}
+
+func medianOf(ps []Point) float64 {
+	vs := sortedValues(ps)
 	if n := len(vs); n%2 == 0 {
 		return (vs[n/2-1] + vs[n/2]) / 2
 	}
