@@ -31,16 +31,27 @@ type StreamEntries struct {
 	Entries []push.Entry
 }
 
-// Source fetches the streams matching q's selector with entries in
-// [from, through) (ns). The querier's implementation reads ingesters and the
-// store; tests pass slices.
-type Source func(q *LogQuery, from, through int64) ([]StreamEntries, error)
+// Source hands emit the streams matching q's selector with their entries
+// in [from, through) (ns). It may hand one stream over in several parts —
+// the querier reads a long range in time slices and hands each slice's
+// streams over on their own — in any order, as long as no entry is handed
+// over twice: removing duplicates (replays, an entry both in an ingester
+// and in a chunk it just flushed) is the source's job. emit keeps nothing
+// of what it is handed, so a source may reuse or drop it once emit
+// returns. The querier's implementation reads ingesters and the store;
+// tests pass slices.
+type Source func(q *LogQuery, from, through int64, emit func(StreamEntries) error) error
 
 // EvalRange evaluates a metric query at every step from start to end
 // (inclusive), as /query_range does; an instant query is start == end. A
 // range aggregation at time t covers entries with t-range < ts <= t, after
 // the log query's pipeline; the entry's labels after the pipeline (parsed
 // labels included) name its series, as in Loki.
+//
+// Memory: a range aggregation keeps two numbers per step for each series
+// it finds (rangeAgg says how), never the entries, so what a query holds
+// besides its result is what src holds at once — one time slice of lines
+// in the querier.
 func EvalRange(e Expr, src Source, start, end time.Time, step time.Duration) ([]Series, error) {
 	if step <= 0 && !start.Equal(end) {
 		return nil, fmt.Errorf("step must be positive")
@@ -94,7 +105,7 @@ func (ev *evaluator) eval(e Expr) (value, error) {
 		}
 		return value{series: []Series{s}}, nil
 	case *RangeAggregation:
-		return ev.rangeAgg(e)
+		return ev.rangeAgg(e, nil)
 	case *VectorAggregation:
 		return ev.vectorAgg(e)
 	case *BinaryExpr:
@@ -105,89 +116,206 @@ func (ev *evaluator) eval(e Expr) (value, error) {
 	return value{}, fmt.Errorf("unsupported expression %T", e)
 }
 
-func (ev *evaluator) rangeAgg(r *RangeAggregation) (value, error) {
-	first, last := ev.steps[0], ev.steps[len(ev.steps)-1]
-	streams, err := ev.src(r.Query, first-int64(r.Range)+1, last+1)
-	if err != nil {
-		return value{}, err
-	}
+// rangeAgg evaluates a range aggregation as src hands entries over, in any
+// order, without keeping them. With group set, each entry counts under
+// groupLabels(its labels, group) instead of its own: vectorAgg asks for
+// that when a sum over the groups follows, which is then already done.
+//
+// The steps are t_i = t_0 + i*step, and an entry at ts counts at every
+// step whose window (t_i-range, t_i] holds it: the steps t_i with
+// ts <= t_i < ts+range, a run of consecutive indexes [i0, i1]. A series
+// therefore needs, per step, only the change in its count and byte sum
+// where a run begins and ends (a difference array): an entry adds 1 and
+// its bytes at i0 and takes them away at i1+1, in constant time, and a
+// running sum over the steps at the end gives each step's window.
+// count_over_time, rate, bytes_over_time and bytes_rate are all sums over
+// the window, which is what makes this possible; an aggregation over the
+// values in a window (quantile_over_time, say) would need them all.
+//
+// Memory per series is the smaller of its runs and its steps, 16 bytes
+// each (seriesAcc): a busy series over a day at 15 s steps is 92 KiB
+// however many lines it has, and a series of one line — a query that
+// parses an ID into a label makes one per line — is 16 bytes, not a
+// day's worth of steps.
+func (ev *evaluator) rangeAgg(r *RangeAggregation, group *Grouping) (value, error) {
 	p, err := NewPipeline(r.Query)
 	if err != nil {
 		return value{}, err
 	}
-	// Entries per output label set, in time order.
-	type point struct {
-		ts    int64
-		bytes int
+	first, last := ev.steps[0], ev.steps[len(ev.steps)-1]
+	n := int64(len(ev.steps))
+	step := int64(1) // an instant query's single step; any positive value will do
+	if n > 1 {
+		step = ev.steps[1] - ev.steps[0]
 	}
-	bySeries := map[string]*struct {
-		ls  labels.Labels
-		pts []point
-	}{}
-	for _, s := range streams {
-		skey := s.Labels.String()
+	rng := int64(r.Range)
+	bySeries := map[string]*seriesAcc{}
+	var order []*seriesAcc
+	get := func(ls labels.Labels) *seriesAcc {
+		if group != nil {
+			ls = groupLabels(ls, group)
+		}
+		key := ls.String()
+		g := bySeries[key]
+		if g == nil {
+			g = &seriesAcc{ls: ls}
+			bySeries[key] = g
+			order = append(order, g)
+		}
+		return g
+	}
+	emit := func(s StreamEntries) error {
+		var own *seriesAcc // the stream's own series, once looked up
 		for _, e := range s.Entries {
+			// The steps whose window holds ts: t_i >= ts and t_i < ts+range.
+			i0 := max(ceilDiv(e.Timestamp-first, step), 0)
+			i1 := min(floorDiv(e.Timestamp+rng-1-first, step), n-1)
+			if i0 > i1 {
+				continue // between windows: step > range
+			}
 			line, ls, keep := p.Process(e.Line, s.Labels)
 			if !keep {
 				continue
 			}
+			var g *seriesAcc
 			// The pipeline hands the stream's own labels back when no
 			// stage changed them: no need to format them per entry.
-			key := skey
-			if len(ls) != len(s.Labels) || (len(ls) > 0 && &ls[0] != &s.Labels[0]) {
-				key = ls.String()
+			if len(ls) == len(s.Labels) && (len(ls) == 0 || &ls[0] == &s.Labels[0]) {
+				if own == nil {
+					own = get(ls)
+				}
+				g = own
+			} else {
+				g = get(ls)
 			}
-			g := bySeries[key]
-			if g == nil {
-				g = &struct {
-					ls  labels.Labels
-					pts []point
-				}{ls: ls}
-				bySeries[key] = g
-			}
-			g.pts = append(g.pts, point{e.Timestamp, len(line)})
+			g.add(int32(i0), int32(i1), int64(len(line)), int(n))
 		}
+		return nil
 	}
-	var out []Series
+	if err := ev.src(r.Query, first-rng+1, last+1, emit); err != nil {
+		return value{}, err
+	}
+	out := make([]Series, 0, len(order))
 	secs := r.Range.Seconds()
-	for _, g := range bySeries {
-		slices.SortFunc(g.pts, func(a, b point) int { return cmp.Compare(a.ts, b.ts) })
+	sparseCount, sparseBytes := make([]int64, n+1), make([]int64, n+1)
+	for _, g := range order {
 		s := Series{Labels: g.ls}
-		lo, hi := 0, 0 // window (t-range, t] as indexes [lo, hi)
-		bytes := 0
-		for _, t := range ev.steps {
-			for hi < len(g.pts) && g.pts[hi].ts <= t {
-				bytes += g.pts[hi].bytes
-				hi++
+		lo, hi := 0, int(n) // the steps to sum over
+		count, bytes := g.count, g.bytes
+		if count == nil {
+			count, bytes = sparseCount, sparseBytes
+			// Sparse: lay the runs out over the steps they touch only.
+			lo, hi = int(n), 0
+			for _, r := range g.runs {
+				count[r.i0]++
+				count[r.i1+1]--
+				bytes[r.i0] += r.bytes
+				bytes[r.i1+1] -= r.bytes
+				lo, hi = min(lo, int(r.i0)), max(hi, int(r.i1)+1)
 			}
-			for lo < hi && g.pts[lo].ts <= t-int64(r.Range) {
-				bytes -= g.pts[lo].bytes
-				lo++
-			}
-			n := hi - lo
-			if n == 0 {
+		}
+		var c, b int64
+		for i := lo; i < hi; i++ {
+			c += count[i]
+			b += bytes[i]
+			if c == 0 {
 				continue
 			}
 			var v float64
 			switch r.Op {
 			case CountOverTime:
-				v = float64(n)
+				v = float64(c)
 			case Rate:
-				v = float64(n) / secs
+				v = float64(c) / secs
 			case BytesOverTime:
-				v = float64(bytes)
+				v = float64(b)
 			case BytesRate:
-				v = float64(bytes) / secs
+				v = float64(b) / secs
 			}
-			s.Samples = append(s.Samples, Sample{T: t / 1e6, V: v})
+			s.Samples = append(s.Samples, Sample{T: ev.steps[i] / 1e6, V: v})
+		}
+		if g.count == nil {
+			clear(count[lo : hi+1])
+			clear(bytes[lo : hi+1])
 		}
 		out = append(out, s)
 	}
 	return value{series: out}, nil
 }
 
+// seriesAcc is one series of a range aggregation being evaluated: sparse
+// (each entry's run of steps) while it has fewer entries than steps, then
+// dense (difference arrays over the steps). Either way 16 bytes per item.
+type seriesAcc struct {
+	ls           labels.Labels
+	runs         []stepRun
+	count, bytes []int64 // dense: difference arrays of len(steps)+1
+}
+
+// stepRun is one entry's steps [i0, i1] and its line's bytes.
+type stepRun struct {
+	i0, i1 int32
+	bytes  int64
+}
+
+func (g *seriesAcc) add(i0, i1 int32, bytes int64, steps int) {
+	if g.count == nil {
+		g.runs = append(g.runs, stepRun{i0, i1, bytes})
+		if len(g.runs) <= steps {
+			return
+		}
+		g.count, g.bytes = make([]int64, steps+1), make([]int64, steps+1)
+		for _, r := range g.runs {
+			g.count[r.i0]++
+			g.count[r.i1+1]--
+			g.bytes[r.i0] += r.bytes
+			g.bytes[r.i1+1] -= r.bytes
+		}
+		g.runs = nil
+		return
+	}
+	g.count[i0]++
+	g.count[i1+1]--
+	g.bytes[i0] += bytes
+	g.bytes[i1+1] -= bytes
+}
+
+// floorDiv and ceilDiv divide rounding toward minus and plus infinity; b > 0.
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && a < 0 {
+		q--
+	}
+	return q
+}
+
+func ceilDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && a > 0 {
+		q++
+	}
+	return q
+}
+
 func (ev *evaluator) vectorAgg(a *VectorAggregation) (value, error) {
-	in, err := ev.eval(a.Inner)
+	var (
+		in  value
+		err error
+	)
+	if r, ok := a.Inner.(*RangeAggregation); ok && a.Op == Sum {
+		// A sum of a range aggregation is the range aggregation of the
+		// groups: count the entries under their group from the start,
+		// and never hold a series per distinct label set (one per line,
+		// after a parser that extracts an ID). The sum below then adds
+		// one series per group, changing nothing.
+		grouping := a.Grouping
+		if grouping == nil {
+			grouping = &Grouping{} // by (): one group
+		}
+		in, err = ev.rangeAgg(r, grouping)
+	} else {
+		in, err = ev.eval(a.Inner)
+	}
 	if err != nil {
 		return value{}, err
 	}

@@ -13,7 +13,8 @@ import (
 )
 
 // evalData is three streams over ten minutes, lines in logfmt with a
-// status and a level, at random times.
+// status and a level, at random times, a quarter of them on the edges of
+// the tests' steps and windows.
 func evalData(t0 time.Time) []StreamEntries {
 	r := rand.New(rand.NewPCG(1, 2))
 	var out []StreamEntries
@@ -22,6 +23,12 @@ func evalData(t0 time.Time) []StreamEntries {
 		ts := t0.UnixNano()
 		for ts < t0.Add(10*time.Minute).UnixNano() {
 			ts += int64(r.IntN(20_000)) * int64(time.Millisecond)
+			if r.IntN(4) == 0 {
+				// On a 5 s boundary, where steps and window edges fall: an
+				// entry exactly at t counts at t, one exactly at t-range
+				// does not.
+				ts += int64(5*time.Second) - ts%int64(5*time.Second)
+			}
 			status := []string{"200", "200", "200", "404", "500"}[r.IntN(5)]
 			level := "info"
 			if status == "500" {
@@ -34,22 +41,30 @@ func evalData(t0 time.Time) []StreamEntries {
 	return out
 }
 
+// sliceSource serves data as a Source may: each stream in two parts (its
+// even and its odd entries), the streams in reverse order, so that the
+// evaluator is tested against what the querier's slices hand it — parts of
+// streams, out of time order — rather than whole sorted streams.
 func sliceSource(data []StreamEntries) Source {
-	return func(q *LogQuery, from, through int64) ([]StreamEntries, error) {
-		var out []StreamEntries
-		for _, s := range data {
+	return func(q *LogQuery, from, through int64, emit func(StreamEntries) error) error {
+		for _, s := range slices.Backward(data) {
 			if !s.Labels.Matches(q.Matchers...) {
 				continue
 			}
-			sel := StreamEntries{Labels: s.Labels}
-			for _, e := range s.Entries {
+			var parts [2]StreamEntries
+			for i, e := range s.Entries {
 				if e.Timestamp >= from && e.Timestamp < through {
-					sel.Entries = append(sel.Entries, e)
+					parts[i%2].Entries = append(parts[i%2].Entries, e)
 				}
 			}
-			out = append(out, sel)
+			for _, p := range slices.Backward(parts[:]) {
+				p.Labels = s.Labels
+				if err := emit(p); err != nil {
+					return err
+				}
+			}
 		}
-		return out, nil
+		return nil
 	}
 }
 
@@ -103,6 +118,22 @@ func TestEvalRangeAgainstBruteForce(t *testing.T) {
 			}
 			return m
 		}},
+		// Ranges shorter than the step (entries between windows count
+		// nowhere) and not a multiple of it (windows end between steps).
+		{`bytes_over_time({app="api"}[10s])`, func(t time.Time) map[string]float64 {
+			m := map[string]float64{}
+			for _, e := range window(t, 10*time.Second, func(ls labels.Labels) bool { return ls.Get("app") == "api" }, nil) {
+				m[e.ls.String()] += float64(len(e.line))
+			}
+			return m
+		}},
+		{`count_over_time({env="prod"}[45s])`, func(t time.Time) map[string]float64 {
+			m := map[string]float64{}
+			for _, e := range window(t, 45*time.Second, prod, nil) {
+				m[e.ls.String()]++
+			}
+			return m
+		}},
 		{`sum by (app) (rate({env="prod"} |= "error" [2m]))`, func(t time.Time) map[string]float64 {
 			m := map[string]float64{}
 			for _, e := range window(t, 2*time.Minute, prod, func(l string) bool { return strings.Contains(l, "error") }) {
@@ -121,6 +152,26 @@ func TestEvalRangeAgainstBruteForce(t *testing.T) {
 			m := map[string]float64{}
 			for _, e := range window(t, time.Minute, prod, nil) {
 				m[fmt.Sprintf(`{status=%q}`, field(e.line, "status"))]++
+			}
+			return m
+		}},
+		// Series of a few entries (held as runs) and of more entries than
+		// steps (turned into difference arrays on the way).
+		{`count_over_time({env="prod"} | logfmt | drop path, status [1m])`, func(t time.Time) map[string]float64 {
+			m := map[string]float64{}
+			for _, e := range window(t, time.Minute, prod, nil) {
+				ls := labels.New(append(slices.Clone(e.ls), labels.Label{Name: "level", Value: field(e.line, "level")})...)
+				m[ls.String()]++
+			}
+			return m
+		}},
+		{`sum without (path) (bytes_over_time({env="prod"} | logfmt [1m]))`, func(t time.Time) map[string]float64 {
+			m := map[string]float64{}
+			for _, e := range window(t, time.Minute, prod, nil) {
+				ls := labels.New(append(slices.Clone(e.ls),
+					labels.Label{Name: "level", Value: field(e.line, "level")},
+					labels.Label{Name: "status", Value: field(e.line, "status")})...)
+				m[ls.String()] += float64(len(e.line))
 			}
 			return m
 		}},

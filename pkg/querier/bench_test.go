@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"hash/crc32"
 	"math/rand/v2"
+	"runtime"
+	rtmetrics "runtime/metrics"
 	"testing"
 	"time"
 
@@ -131,32 +133,71 @@ func BenchmarkLogQuery(b *testing.B) {
 
 // BenchmarkMetricQuery: a 1-hour query_range (step 1m, as Grafana asks
 // for a one-hour panel) of count_over_time and of sum by (level) over a
-// logfmt parse.
+// logfmt parse, reading the hour (56 MB of lines) in slices of 8 MB and,
+// as the baseline, at once. peak-heap-MB is the most heap in use seen
+// while the query ran (sampled every millisecond): the figure the slices
+// are for.
 func BenchmarkMetricQuery(b *testing.B) {
 	bkt, start, total := benchHour(b, 20, 20000)
 	for _, query := range []string{
 		`sum(count_over_time({app="app"}[1m]))`,
 		`sum by (level) (count_over_time({app="app"} |= "level=" | logfmt [5m]))`,
 	} {
-		b.Run(query, func(b *testing.B) {
-			q := benchQuerier(b, bkt, start.Add(time.Hour), 0)
-			e, err := logql.Parse(query)
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.SetBytes(total)
-			b.ReportAllocs()
-			for b.Loop() {
-				var (
-					st Stats
-					w  warnings
-				)
-				if _, err := q.SelectSamples(context.Background(), []string{"bench"}, MetricQuery{Expr: e, Start: start, End: start.Add(time.Hour), Step: time.Minute}, &st, &w); err != nil {
+		for _, slice := range []struct {
+			name  string
+			bytes string
+		}{{"slices=8MB", "8MB"}, {"whole", "1TB"}} {
+			b.Run(query+"/"+slice.name, func(b *testing.B) {
+				q := benchQuerier(b, bkt, start.Add(time.Hour), 0)
+				if err := q.cfg.MetricSliceBytes.Set(slice.bytes); err != nil {
 					b.Fatal(err)
 				}
-			}
-		})
+				e, err := logql.Parse(query)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.SetBytes(total)
+				b.ReportAllocs()
+				runtime.GC()
+				peak := heapPeak()
+				for b.Loop() {
+					var (
+						st Stats
+						w  warnings
+					)
+					if _, err := q.SelectSamples(context.Background(), []string{"bench"}, MetricQuery{Expr: e, Start: start, End: start.Add(time.Hour), Step: time.Minute}, &st, &w); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(float64(peak())/1e6, "peak-heap-MB")
+			})
+		}
 	}
+}
+
+// heapPeak samples the heap in use (runtime/metrics' live and not yet
+// swept objects) every millisecond until the function it returns is
+// called, which returns the most it saw.
+func heapPeak() func() uint64 {
+	done := make(chan struct{})
+	result := make(chan uint64)
+	go func() {
+		s := []rtmetrics.Sample{{Name: "/gc/heap/live:bytes"}}
+		var peak uint64
+		t := time.NewTicker(time.Millisecond)
+		defer t.Stop()
+		for {
+			rtmetrics.Read(s)
+			peak = max(peak, s[0].Value.Uint64())
+			select {
+			case <-done:
+				result <- peak
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() uint64 { close(done); return <-result }
 }
 
 // BenchmarkStoreBlockFilter: one stored hour (20 streams, about 56 MB of

@@ -29,6 +29,12 @@ type Config struct {
 	// are immutable (their key holds their checksum), so a cached chunk
 	// never goes stale. Default 256MB; 0 disables the cache.
 	ChunkCacheSize config.ByteSize `yaml:"chunk_cache_size"`
+	// MetricSliceBytes is about how many bytes of lines a metric query
+	// reads at once, per split interval it evaluates at once: it reads its
+	// range in time slices sized to hold this much (slices.go). Raising it
+	// saves requests to the ingesters and the index per query; lowering it
+	// lowers the querier's memory per query. Default 64MB; it cannot be 0.
+	MetricSliceBytes config.ByteSize `yaml:"metric_slice_bytes"`
 	// MultiTenantQueriesEnabled lets X-Scope-OrgID name several tenants
 	// separated by '|'; results carry a __tenant_id__ label. Default
 	// false, Loki's.
@@ -58,6 +64,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.IngesterQueryTimeout, "querier.ingester-query-timeout", 10*time.Second, "How long one ingester may take to answer before the result is partial.")
 	c.ChunkCacheSize = 256 << 20
 	fs.Var(&c.ChunkCacheSize, "querier.chunk-cache-size", "Bytes of chunk objects cached; 0 disables the cache.")
+	c.MetricSliceBytes = 64 << 20
+	fs.Var(&c.MetricSliceBytes, "querier.metric-slice-bytes", "Bytes of lines a metric query reads at once per split interval: its range is read in time slices sized to hold about this much.")
 	fs.BoolVar(&c.MultiTenantQueriesEnabled, "querier.multi-tenant-queries-enabled", false, "Accept X-Scope-OrgID with several tenants separated by '|'.")
 	fs.DurationVar(&c.TailMaxDuration, "querier.tail-max-duration", time.Hour, "Longest a /tail connection stays open.")
 	fs.DurationVar(&c.TailPollInterval, "querier.tail-poll-interval", time.Second, "How often a tail asks for new lines.")
@@ -72,6 +80,8 @@ func (c *Config) Validate() error {
 		return errors.New("query_ingesters_within must not be negative")
 	case c.MaxConcurrent < 1:
 		return errors.New("max_concurrent must be at least 1")
+	case c.MetricSliceBytes <= 0:
+		return errors.New("metric_slice_bytes must be positive")
 	case c.IngesterQueryTimeout <= 0:
 		return errors.New("ingester_query_timeout must be positive")
 	case c.TailMaxDuration <= 0 || c.TailPollInterval <= 0 || c.TailWriteTimeout <= 0:

@@ -68,6 +68,8 @@ import (
 
 	"github.com/prometheus/common/model"
 
+	"github.com/lokilab/lokilab/internal/metricstest"
+	"github.com/lokilab/lokilab/pkg/config"
 	"github.com/lokilab/lokilab/pkg/labels"
 	"github.com/lokilab/lokilab/pkg/push"
 )
@@ -1052,10 +1054,24 @@ func TestConformance(t *testing.T) {
 	}
 	t.Logf("%d rows (%d non-empty) over %d lines in %d streams", len(rows), nonEmpty, total, len(data.streams))
 
-	for _, split := range []time.Duration{time.Hour, 20 * time.Minute} {
-		t.Run("split="+split.String(), func(t *testing.T) {
-			tq := newTestQuerier(t, apiNow, 2, func(c *Config) { c.MultiTenantQueriesEnabled = true })
-			tq.limits.SplitQueriesByInterval = model.Duration(split)
+	slicesRead := map[string]uint64{}
+	for _, v := range []struct {
+		name       string
+		split      time.Duration
+		sliceBytes config.ByteSize // metric_slice_bytes
+	}{
+		{"split=1h", time.Hour, 64 << 20},
+		{"split=20m", 20 * time.Minute, 64 << 20},
+		// Metric queries read in slices of a few lines each:
+		// slicing must not change an answer either.
+		{"split=1h,slices=1KiB", time.Hour, 1 << 10},
+	} {
+		t.Run(v.name, func(t *testing.T) {
+			tq := newTestQuerier(t, apiNow, 2, func(c *Config) {
+				c.MultiTenantQueriesEnabled = true
+				c.MetricSliceBytes = v.sliceBytes
+			})
+			tq.limits.SplitQueriesByInterval = model.Duration(v.split)
 			confLoad(t, tq, data)
 
 			// The layout holds what it should: replayed chunks and lines
@@ -1078,6 +1094,23 @@ func TestConformance(t *testing.T) {
 					}
 				})
 			}
+
+			// The slices were as many as their size says: at 4 KiB, metric
+			// rows read in many small slices; at 64 MiB, in a handful each.
+			n := metricstest.HistogramCount(t, tq.reg, "lokilab_querier_metric_slice_bytes")
+			perSlice := metricstest.HistogramSum(t, tq.reg, "lokilab_querier_metric_slice_bytes") / float64(n)
+			t.Logf("metric rows read %d slices, %.0f bytes each on average", n, perSlice)
+			// An estimate from the slice before: irregular data overshoots
+			// it, but not on average by a factor of two.
+			if perSlice > 2*float64(v.sliceBytes) {
+				t.Errorf("slices of %.0f bytes on average with metric_slice_bytes %v", perSlice, v.sliceBytes)
+			}
+			slicesRead[v.name] = n
 		})
+	}
+	// The slices were sized by metric_slice_bytes: the same rows read in
+	// several times as many of them at 1 KiB as at 64 MiB.
+	if small, large := slicesRead["split=1h,slices=1KiB"], slicesRead["split=1h"]; small < 3*large {
+		t.Errorf("%d slices at 1 KiB, %d at 64 MiB: the size did not change the slicing", small, large)
 	}
 }

@@ -14,6 +14,7 @@ type metrics struct {
 	ingesterLines  prometheus.Counter
 	queries        *prometheus.CounterVec
 	tails          prometheus.Gauge
+	sliceBytes     prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -54,8 +55,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "loki_querier_tail_active",
 			Help: "Open /tail connections.",
 		}),
+		sliceBytes: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "lokilab_querier_metric_slice_bytes",
+			Help: "Bytes of lines read per time slice of a metric query: what one query holds at once (metric_slice_bytes is the target). The count is the slices read.",
+			// 64 KiB to 4 GiB.
+			Buckets: prometheus.ExponentialBuckets(64<<10, 4, 9),
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.partial, m.duplicates, m.bytesProcessed, m.linesProcessed, m.chunksFetched, m.blocksSkipped, m.ingesterLines, m.queries, m.tails} {
+	for _, c := range []prometheus.Collector{m.partial, m.duplicates, m.bytesProcessed, m.linesProcessed, m.chunksFetched, m.blocksSkipped, m.ingesterLines, m.queries, m.tails, m.sliceBytes} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -30,9 +30,12 @@
 // concatenate the results: every LogQL operation lokilab evaluates is
 // per step, so splitting by steps changes nothing in the answer.
 //
-// Memory: one interval's matching entries at a time per worker; that is
-// what split_queries_by_interval trades against the number of index and
-// chunk reads.
+// Memory: a log query holds one interval's matching entries at a time;
+// that is what split_queries_by_interval trades against the number of
+// index and chunk reads. A metric query reads each interval in time
+// slices of about metric_slice_bytes of lines and keeps only per-step sums
+// between them (slices.go), so it holds one slice per interval it
+// evaluates at once.
 package querier
 
 import (
@@ -474,7 +477,7 @@ type MetricQuery struct {
 }
 
 // SelectSamples evaluates a metric query for tenants, split intervals in
-// parallel.
+// parallel, each one reading its range in time slices (readSlices).
 func (q *Querier) SelectSamples(ctx context.Context, tenants []string, mq MetricQuery, st *Stats, w *warnings) ([]logql.Series, error) {
 	lim := q.queryLimits(tenants)
 	// The steps of each split interval, evaluated on their own.
@@ -503,23 +506,8 @@ func (q *Querier) SelectSamples(ctx context.Context, tenants []string, mq Metric
 			defer q.inflight.start()()
 			gst := &stats[i]
 			gst.Splits = 1
-			src := func(lq *logql.LogQuery, from, through int64) ([]logql.StreamEntries, error) {
-				var all []logql.StreamEntries
-				for _, t := range tenants {
-					streams, err := q.fetch(gctx, t, lq, from, through, false, 0, gst, w)
-					if err != nil {
-						return nil, err
-					}
-					for _, s := range streams {
-						s.Labels = withTenant(s.Labels, t, len(tenants) > 1)
-						gst.LinesProcessed += len(s.Entries)
-						for _, e := range s.Entries {
-							gst.BytesProcessed += int64(len(e.Line))
-						}
-						all = append(all, s)
-					}
-				}
-				return all, nil
+			src := func(lq *logql.LogQuery, from, through int64, emit func(logql.StreamEntries) error) error {
+				return q.readSlices(gctx, tenants, lq, from, through, gst, w, emit)
 			}
 			var err error
 			results[i], err = logql.EvalRange(mq.Expr, src, gr.start, gr.end, mq.Step)

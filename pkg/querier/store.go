@@ -265,8 +265,16 @@ func errTooManyBytes(bytes, limit int64) error {
 
 // Source adapts the store to logql's evaluator for one tenant.
 func (s *Store) Source(ctx context.Context, tenantID string) logql.Source {
-	return func(q *logql.LogQuery, from, through int64) ([]logql.StreamEntries, error) {
+	return func(q *logql.LogQuery, from, through int64, emit func(logql.StreamEntries) error) error {
 		streams, _, err := s.Streams(ctx, tenantID, Read{Matchers: q.Matchers, From: from, Through: through, Keep: q.RawLineFilter(), BlockFilter: q.BlockFilter()})
-		return streams, err
+		if err != nil {
+			return err
+		}
+		for _, st := range streams {
+			if err := emit(st); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
 }
