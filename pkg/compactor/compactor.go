@@ -6,12 +6,13 @@
 // day of 30-second flushes from three ingesters, thousands. The compactor
 // replaces a day's segments with one: it reads them, merges them (dropping
 // the duplicate chunk references that replays create), writes the merged
-// segment under a new name, and only then deletes the inputs. A reader that
-// listed an input just before it was deleted lists again (index.Client) and
-// finds the merged segment; a compactor killed between the write and the
-// deletes leaves both, which the next run — or any reader, since Merge
-// dedupes — handles. Nothing is ever deleted before what replaces it is
-// durable.
+// segment under a name never used before (readers cache segments by key, so
+// a key is never rewritten: see mergedName), and only then deletes the
+// inputs. A reader that listed an input just before it was deleted lists
+// again (index.Client) and finds the merged segment; a compactor killed
+// between the write and the deletes leaves both, which the next run — or
+// any reader, since Merge dedupes — handles. Nothing is ever deleted before
+// what replaces it is durable.
 //
 // Only the segments listed at the start of a run are merged and deleted, so
 // segments ingesters write meanwhile are left for the next run.
@@ -25,6 +26,8 @@ package compactor
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -242,7 +245,7 @@ func (c *Compactor) compactDay(ctx context.Context, day int, tenantID string) er
 	}
 	key := ""
 	if len(merged) > 0 {
-		name := "compacted-" + strconv.FormatInt(c.now().UnixMilli(), 10)
+		name := mergedName(c.now())
 		if key, err = c.index.WriteSegment(ctx, day, tenantID, name, merged); err != nil {
 			return err
 		}
@@ -253,6 +256,10 @@ func (c *Compactor) compactDay(ctx context.Context, day int, tenantID string) er
 	// removes.
 	var errs []error
 	for _, k := range keys {
+		// key was not listed (its name is new), so this never matches
+		// while names are unique. It stays because the cost of being
+		// wrong is so unequal: skipping a delete leaves a duplicate that
+		// readers dedupe, deleting the segment just written loses the day.
 		if k == key {
 			continue
 		}
@@ -264,4 +271,22 @@ func (c *Compactor) compactDay(ctx context.Context, day int, tenantID string) er
 	}
 	c.logger.Info("compacted index day", "day", day, "tenant", tenantID, "segments", len(keys), "series", len(merged), "expired_chunks", len(expired), "into", key)
 	return errors.Join(errs...)
+}
+
+// mergedName returns a new name for a merged segment:
+// compacted-<unix ms>-<16 hex digits>.
+//
+// Readers cache segments by key, so a key must never be written twice with
+// different content (index.Client.Write). The time alone does not ensure
+// that: two runs in the same millisecond (a restarted compactor, an
+// injected clock, a clock stepped back) would each write the same key with
+// a different merge, and a later run could reuse a name an earlier one
+// wrote and then deleted. 64 random bits make a repeat for one tenant-day
+// as unlikely as a hash collision, with no state to keep across restarts.
+// The time stays first, so a day's merged segments list in the order they
+// were written and a name tells when.
+func mergedName(now time.Time) string {
+	var b [8]byte
+	rand.Read(b[:]) // never fails (crypto/rand, Go 1.24+)
+	return "compacted-" + strconv.FormatInt(now.UnixMilli(), 10) + "-" + hex.EncodeToString(b[:])
 }

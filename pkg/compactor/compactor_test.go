@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"math"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -173,5 +174,59 @@ func TestInterruptedCompactionLosesNothing(t *testing.T) {
 	after, _ := ic.Series(context.Background(), "a", 0, math.MaxInt64)
 	if fmt.Sprint(after) != fmt.Sprint(before) {
 		t.Fatal("series changed")
+	}
+}
+
+// TestCompactionsAtTheSameInstantWriteDistinctKeys: readers cache segments
+// by key, so a merged segment must never reuse a key. Two runs at the same
+// (injected) instant, with a flush between them, used to write the same
+// compacted-<ms> key with different content, and a caching reader kept
+// answering from the first: the flushed chunk went missing.
+func TestCompactionsAtTheSameInstantWriteDistinctKeys(t *testing.T) {
+	ctx := context.Background()
+	bkt := objstore.NewInMemBucket()
+	ic := index.NewClient(bkt)
+	reader := index.NewClient(bkt, index.WithSegmentCache(index.NewSegmentCache(1<<20, nil)))
+	day0 := time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC)
+	day := index.DayOf(day0.UnixNano())
+	now := day0.Add(48 * time.Hour)
+	c, err := New(testConfig(), bkt, nil, nil, nil, func() time.Time { return now })
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := regexp.MustCompile(fmt.Sprintf(`^index/%d/a/compacted-%d-[0-9a-f]{16}\.idx$`, day, now.UnixMilli()))
+
+	var merged []string
+	for run, flushes := range []int{3, 5} {
+		// The second round writes the first round's three flushes again
+		// (same names, same content: allowed, and deleted by the first
+		// run anyway) and two new ones, whose chunks only the second
+		// merged segment holds.
+		writeFlushes(t, ic, "a", day0, flushes)
+		want, err := ic.Series(ctx, "a", 0, math.MaxInt64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := reader.Series(ctx, "a", 0, math.MaxInt64); err != nil { // cache the inputs
+			t.Fatal(err)
+		}
+		if err := c.Compact(ctx); err != nil {
+			t.Fatal(err)
+		}
+		keys := segmentKeys(t, bkt, day, "a")
+		if len(keys) != 1 || !name.MatchString(keys[0]) {
+			t.Fatalf("run %d: the day holds %q, want one segment named like %s", run, keys, name)
+		}
+		merged = append(merged, keys[0])
+		got, err := reader.Series(ctx, "a", 0, math.MaxInt64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("run %d: a caching reader sees\n%v\nwant\n%v", run, got, want)
+		}
+	}
+	if merged[0] == merged[1] {
+		t.Fatalf("both runs wrote %s", merged[0])
 	}
 }

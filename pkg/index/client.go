@@ -73,15 +73,32 @@ func SegmentKey(day int, tenantID, name string) string {
 func dayPrefix(day int) string { return keyPrefix + strconv.Itoa(day) + "/" }
 
 // Client reads and writes the segments of a bucket. It holds no state
-// besides the bucket and is safe for concurrent use.
+// besides the bucket and, optionally, a cache of decoded segments, and is
+// safe for concurrent use.
 type Client struct {
-	bkt objstore.Bucket
+	bkt   objstore.Bucket
+	cache *SegmentCache // nil: every read downloads and decodes
+}
+
+// ClientOption configures a Client.
+type ClientOption func(*Client)
+
+// WithSegmentCache makes Segments keep decoded segments in cache and read
+// from the bucket only those it has not seen. The cache may be shared by
+// the clients of one bucket; nil leaves caching off. Writers and the
+// compactor have no use for it: they read each segment about once.
+func WithSegmentCache(cache *SegmentCache) ClientOption {
+	return func(c *Client) { c.cache = cache }
 }
 
 // NewClient returns a client for the index in bkt. Instrumentation and
 // fault injection belong to the bucket (pkg/storage wraps it).
-func NewClient(bkt objstore.Bucket) *Client {
-	return &Client{bkt: bkt}
+func NewClient(bkt objstore.Bucket, opts ...ClientOption) *Client {
+	c := &Client{bkt: bkt}
+	for _, o := range opts {
+		o(c)
+	}
+	return c
 }
 
 // Write uploads the index of series for tenant: one segment per UTC day
@@ -91,8 +108,16 @@ func NewClient(bkt objstore.Bucket) *Client {
 //
 // The caller picks a name no other writer uses, such as
 // "<ingester>-<unix ms>-<seq>"; it follows the tenant ID character rules.
-// Writing the same name again overwrites the same keys, so retrying a
-// failed Write is safe. Series without chunks write nothing.
+//
+// A name must never be written twice with different content, not even
+// after it was deleted: readers cache decoded segments by key (see
+// SegmentCache) and never fetch a key they hold again, so a rewrite would
+// go unseen — a query would keep answering from the old content, or miss
+// chunks only the new one references. Retry a failed Write under a new
+// name (the keys it did write hold complete segments, whose refs the new
+// write repeats and readers deduplicate); writing the same series under
+// the same name again is harmless but gains nothing. Series without chunks
+// write nothing.
 func (c *Client) Write(ctx context.Context, tenantID, name string, series []Series) ([]string, error) {
 	if err := validateKeyParts(tenantID, name); err != nil {
 		return nil, err
@@ -153,7 +178,8 @@ func seriesOfDay(series []Series, day int) []Series {
 
 // WriteSegment encodes series and uploads them as one segment of day, as
 // they are: unlike Write, it does not split by day. The compactor uses it to
-// write a merged day. It returns the key written.
+// write a merged day. It returns the key written. Names follow Write's
+// rule: never the same name twice with different content.
 func (c *Client) WriteSegment(ctx context.Context, day int, tenantID, name string, series []Series) (string, error) {
 	if err := validateKeyParts(tenantID, name); err != nil {
 		return "", err
@@ -178,6 +204,11 @@ func (c *Client) WriteSegment(ctx context.Context, day int, tenantID, name strin
 // deleting the inputs. If a segment listed here is gone when it is read,
 // the days are listed and read again, so the result holds either the inputs
 // or the merged segment, never neither.
+//
+// With a SegmentCache (WithSegmentCache), the days are still listed on
+// every call — the listing is what tells which segments exist now — but
+// only the listed segments the cache does not hold are downloaded. The
+// returned segments may be shared with other callers: they are read-only.
 func (c *Client) Segments(ctx context.Context, tenantID string, from, through int64) ([]*Segment, []string, error) {
 	if err := tenant.ValidateID(tenantID); err != nil {
 		return nil, nil, fmt.Errorf("index: read: %w", err)
@@ -229,9 +260,14 @@ func (c *Client) daysIn(ctx context.Context, from, through int64) ([]int, error)
 }
 
 // read lists the tenant's segments of days, then downloads and decodes those
-// not in have, fetchConcurrency requests at a time, adding them to have. It
-// returns the segments of this listing only: one read before but no longer
-// listed was replaced by a merged segment that is.
+// neither in have nor in the cache, fetchConcurrency requests at a time,
+// adding them to have and the cache. It returns the segments of this listing
+// only: one read before but no longer listed was replaced by a merged
+// segment that is.
+//
+// The cache is asked only for keys of this listing. That is what keeps a
+// deleted segment from being served: its entry may linger until evicted,
+// but nothing asks for it. (have needs no such care: it lives for one call.)
 func (c *Client) read(ctx context.Context, tenantID string, days []int, have map[string]*Segment) ([]*Segment, []string, error) {
 	perDay := make([][]string, len(days))
 	g, gctx := errgroup.WithContext(ctx)
@@ -265,10 +301,21 @@ func (c *Client) read(ctx context.Context, tenantID string, days []int, have map
 			segs[i] = seg
 			continue
 		}
+		if seg, ok := c.cache.get(key); ok {
+			segs[i] = seg
+			continue
+		}
 		g.Go(func() error {
-			var err error
-			segs[i], err = c.readSegment(gctx, key)
-			return err
+			seg, size, err := c.readSegment(gctx, key)
+			if err != nil {
+				return err
+			}
+			// Cached as soon as decoded, even if another read of this
+			// listing fails: the segment is valid whatever happens to
+			// the rest, and the retry will want it.
+			c.cache.put(key, seg, size)
+			segs[i] = seg
+			return nil
 		})
 	}
 	err := g.Wait()
@@ -295,27 +342,29 @@ func (e *goneError) Error() string {
 
 func (e *goneError) Unwrap() error { return e.err }
 
-func (c *Client) readSegment(ctx context.Context, key string) (*Segment, error) {
+// readSegment downloads and decodes the segment at key, and returns it with
+// its encoded size (the SegmentCache's cost).
+func (c *Client) readSegment(ctx context.Context, key string) (*Segment, int64, error) {
 	rc, err := c.bkt.Get(ctx, key)
 	if err != nil {
 		// Providers recognise their own error values only unwrapped.
 		if c.bkt.IsObjNotFoundErr(err) {
-			return nil, &goneError{key: key, err: err}
+			return nil, 0, &goneError{key: key, err: err}
 		}
-		return nil, fmt.Errorf("index: read %s: %w", key, err)
+		return nil, 0, fmt.Errorf("index: read %s: %w", key, err)
 	}
 	defer rc.Close()
 	// One byte past the maximum tells "too large" from "exactly the maximum"
 	// without reading an unbounded object into memory.
 	b, err := io.ReadAll(io.LimitReader(rc, MaxSegmentSize+1))
 	if err != nil {
-		return nil, fmt.Errorf("index: read %s: %w", key, err)
+		return nil, 0, fmt.Errorf("index: read %s: %w", key, err)
 	}
 	seg, err := Decode(b)
 	if err != nil {
-		return nil, fmt.Errorf("index: read %s: %w", key, err)
+		return nil, 0, fmt.Errorf("index: read %s: %w", key, err)
 	}
-	return seg, nil
+	return seg, int64(len(b)), nil
 }
 
 // Series returns tenant's series that match ms with their chunks that

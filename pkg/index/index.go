@@ -47,10 +47,18 @@
 // tables; Decode checks every structural rule, so a segment it accepts is
 // one Encode could have written.
 //
-// Not here yet: a cache of decoded segments. Every query downloads and
-// decodes the segments of its days again; a small LRU keyed by segment key
-// (segments are immutable, so a key never goes stale) is the obvious next
-// step once the querier shows the cost.
+// # Keys are written once
+//
+// A segment key is written once, with one content, and never again — not
+// after a failed write, not after the compactor deleted it. Ingesters name
+// segments by instance, partition, wall-clock millisecond and a sequence
+// number, and retry a failed write under a new name; the compactor names a
+// merged segment by millisecond and a random suffix. That contract is what
+// lets readers cache decoded segments by key (SegmentCache): a cached key
+// is never stale, so a query lists its days — which says what exists now —
+// and downloads only the segments it has not seen, with nothing to
+// invalidate. A key rewritten with other content would go unnoticed by
+// every reader that cached it.
 package index
 
 import (

@@ -329,9 +329,14 @@ func (p *partition) commit(ctx context.Context) error {
 }
 
 // segmentName names an index segment uniquely across ingesters, partitions
-// and restarts: instance, partition, wall-clock milliseconds and a sequence
-// number within the process.
+// and restarts: instance, partition, wall-clock milliseconds, a sequence
+// number within the process and a random nonce per process. A name must
+// never be written twice with different content — queriers cache decoded
+// segments by key (index.SegmentCache) — and the first four alone repeat
+// when a restarted process flushes in the millisecond an earlier one did
+// (its sequence starts again at 1), when the clock steps back, or when two
+// processes run with one instance ID (the default, ingester-0).
 func (i *Ingester) segmentName(partition int32) string {
 	return i.cfg.InstanceID + "-p" + strconv.Itoa(int(partition)) + "-" +
-		strconv.FormatInt(i.now().UnixMilli(), 10) + "-" + strconv.FormatUint(i.segmentSeq.Add(1), 10)
+		strconv.FormatInt(i.now().UnixMilli(), 10) + "-" + strconv.FormatUint(i.segmentSeq.Add(1), 10) + "-" + i.segmentNonce
 }

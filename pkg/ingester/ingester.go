@@ -33,6 +33,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"math/rand/v2"
 	"net/http"
 	"slices"
 	"sync"
@@ -118,6 +119,7 @@ type Ingester struct {
 	chunkEncoding chunk.Encoding
 	flushSlots    chan struct{}
 	segmentSeq    atomic.Uint64
+	segmentNonce  string // random per process: see segmentName
 
 	// batchMu is held while a poll's records are applied, and by take and
 	// release around changing a partition's state, so a batch polled for
@@ -176,6 +178,7 @@ func New(cfg Config, deps Deps) (*Ingester, error) {
 		now:               deps.Now,
 		bucket:            deps.Bucket,
 		index:             index.NewClient(deps.Bucket),
+		segmentNonce:      fmt.Sprintf("%08x", rand.Uint32()),
 		ring:              deps.Ring,
 		metrics:           m,
 		memory:            &memoryAccount{limit: int64(cfg.MaxMemoryChunkBytes), metrics: m},
