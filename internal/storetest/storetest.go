@@ -35,7 +35,7 @@ type Result struct {
 // Read returns every entry of tenant in the store.
 func Read(ctx context.Context, bkt objstore.Bucket, tenant string) (Result, error) {
 	// No matchers: every stream of the tenant.
-	streams, st, err := querier.NewStore(bkt, 8, nil).Streams(ctx, tenant, querier.Read{From: math.MinInt64, Through: math.MaxInt64})
+	streams, st, err := querier.NewStore(bkt, 8, nil, nil).Streams(ctx, tenant, querier.Read{From: math.MinInt64, Through: math.MaxInt64})
 	if err != nil {
 		return Result{}, err
 	}

@@ -213,7 +213,7 @@ func BenchmarkStoreBlockFilter(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	s := NewStore(bkt, 2, nil)
+	s := NewStore(bkt, 2, nil, nil)
 	r := Read{Matchers: lq.Matchers, From: start.UnixNano(), Through: start.Add(time.Hour).UnixNano(), Keep: lq.RawLineFilter()}
 	withBF := r
 	withBF.BlockFilter = lq.BlockFilter()

@@ -29,6 +29,14 @@ type Config struct {
 	// are immutable (their key holds their checksum), so a cached chunk
 	// never goes stale. Default 256MB; 0 disables the cache.
 	ChunkCacheSize config.ByteSize `yaml:"chunk_cache_size"`
+	// IndexCacheSize bounds the cache of decoded index segments, in bytes
+	// of the segments as stored (decoded they take about 2-4 times that).
+	// Segment keys are never rewritten, so a cached segment never goes
+	// stale; every read still lists the days, and downloads only the
+	// segments it has not seen. Without it, every query — and every slice
+	// of a metric query — downloads and decodes the whole day's index.
+	// Default 64MB; 0 disables the cache.
+	IndexCacheSize config.ByteSize `yaml:"index_cache_size"`
 	// MetricSliceBytes is about how many bytes of lines a metric query
 	// reads at once, per split interval it evaluates at once: it reads its
 	// range in time slices sized to hold this much (slices.go). Raising it
@@ -64,6 +72,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.IngesterQueryTimeout, "querier.ingester-query-timeout", 10*time.Second, "How long one ingester may take to answer before the result is partial.")
 	c.ChunkCacheSize = 256 << 20
 	fs.Var(&c.ChunkCacheSize, "querier.chunk-cache-size", "Bytes of chunk objects cached; 0 disables the cache.")
+	c.IndexCacheSize = 64 << 20
+	fs.Var(&c.IndexCacheSize, "querier.index-cache-size", "Bytes of index segments (as stored) kept decoded; 0 disables the cache.")
 	c.MetricSliceBytes = 64 << 20
 	fs.Var(&c.MetricSliceBytes, "querier.metric-slice-bytes", "Bytes of lines a metric query reads at once per split interval: its range is read in time slices sized to hold about this much.")
 	fs.BoolVar(&c.MultiTenantQueriesEnabled, "querier.multi-tenant-queries-enabled", false, "Accept X-Scope-OrgID with several tenants separated by '|'.")

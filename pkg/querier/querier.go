@@ -56,6 +56,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/lokilab/lokilab/pkg/index"
 	"github.com/lokilab/lokilab/pkg/labels"
 	"github.com/lokilab/lokilab/pkg/logql"
 	"github.com/lokilab/lokilab/pkg/push"
@@ -124,6 +125,10 @@ func New(cfg Config, deps Deps) (*Querier, error) {
 	if cfg.ChunkCacheSize > 0 {
 		cache = NewChunkCache(int64(cfg.ChunkCacheSize), deps.Registerer)
 	}
+	var segments *index.SegmentCache
+	if cfg.IndexCacheSize > 0 {
+		segments = index.NewSegmentCache(int64(cfg.IndexCacheSize), deps.Registerer)
+	}
 	m, err := newMetrics(deps.Registerer)
 	if err != nil {
 		return nil, err
@@ -134,7 +139,7 @@ func New(cfg Config, deps Deps) (*Querier, error) {
 	}
 	return &Querier{
 		cfg:       cfg,
-		store:     NewStore(deps.Bucket, cfg.MaxConcurrent, cache),
+		store:     NewStore(deps.Bucket, cfg.MaxConcurrent, cache, segments),
 		ingesters: deps.Ingesters,
 		client:    &ingesterClient{http: deps.HTTPClient, timeout: cfg.IngesterQueryTimeout},
 		limits:    deps.Limits,

@@ -69,9 +69,10 @@ type Store struct {
 }
 
 // NewStore reads bkt, fetching at most concurrency chunks at once, through
-// cache if it is not nil.
-func NewStore(bkt objstore.Bucket, concurrency int, cache *ChunkCache) *Store {
-	return &Store{bkt: bkt, index: index.NewClient(bkt), pool: chunk.NewPool(), cache: cache, concurrency: max(concurrency, 1)}
+// cache if it is not nil, and reading the index through segments if it is
+// not nil.
+func NewStore(bkt objstore.Bucket, concurrency int, cache *ChunkCache, segments *index.SegmentCache) *Store {
+	return &Store{bkt: bkt, index: index.NewClient(bkt, index.WithSegmentCache(segments)), pool: chunk.NewPool(), cache: cache, concurrency: max(concurrency, 1)}
 }
 
 // Index is the store's index client, for the label and series APIs.

@@ -39,7 +39,7 @@ func TestStoreBlockFilter(t *testing.T) {
 	flush(t, bkt, "a", api, all[:1000], "f1")
 	flush(t, bkt, "a", api, all[1000:2000], "f2")
 	flush(t, bkt, "a", api, all[1500:], "f3-replay")
-	s := NewStore(bkt, 2, nil)
+	s := NewStore(bkt, 2, nil, nil)
 	from, through := all[10].Timestamp, all[2990].Timestamp
 	mid := all[1700].Timestamp
 

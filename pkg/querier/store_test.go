@@ -61,7 +61,7 @@ func TestStoreStreams(t *testing.T) {
 	flush(t, bkt, "a", web, all[:10], "f4")
 	flush(t, bkt, "b", api, all[:300], "f5") // tenant b, same labels
 
-	s := NewStore(bkt, 4, nil)
+	s := NewStore(bkt, 4, nil, nil)
 	ms := []*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, "app", "api")}
 	from, through := all[20].Timestamp, all[280].Timestamp
 	streams, st, err := s.Streams(context.Background(), "a", Read{Matchers: ms, From: from, Through: through})
@@ -147,7 +147,7 @@ func TestStoreDetectsCorruptChunks(t *testing.T) {
 	if err := bkt.Upload(context.Background(), key, bytes.NewReader([]byte("not the chunk"))); err != nil {
 		t.Fatal(err)
 	}
-	_, _, err = NewStore(bkt, 1, nil).Streams(context.Background(), "a", Read{Matchers: []*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, "app", "api")}, From: 0, Through: 2e18})
+	_, _, err = NewStore(bkt, 1, nil, nil).Streams(context.Background(), "a", Read{Matchers: []*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, "app", "api")}, From: 0, Through: 2e18})
 	if err == nil || !bytes.Contains([]byte(err.Error()), []byte("checksum")) {
 		t.Fatalf("corrupt chunk: %v", err)
 	}
