@@ -2,6 +2,8 @@ package index
 
 import (
 	"container/list"
+	"slices"
+	"strings"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,9 +23,10 @@ import (
 // are never reused), so a cached segment is never stale and there is
 // nothing to invalidate. What can happen is that a key is deleted: the
 // compactor replaced it, or retention expired its day. Client only asks the
-// cache for keys it has just listed, so a deleted segment is never served;
-// its entry stays until the LRU pushes it out, which happens soon, since
-// nothing lists it again.
+// cache for keys it has just listed, so a deleted segment is never served,
+// and each listing drops the cached segments of its directory it no longer
+// holds (retain), so the cache holds live segments, not the inputs of
+// every compaction so far.
 //
 // # Why it is worth it
 //
@@ -65,6 +68,7 @@ type SegmentCache struct {
 	bytes    int64
 	ll       *list.List // front: most recently used
 	items    map[string]*list.Element
+	byDir    map[string]map[string]bool // a day's tenant directory → its cached keys
 
 	hits, misses, evictions prometheus.Counter
 	bytesGauge, itemsGauge  prometheus.Gauge
@@ -86,6 +90,7 @@ func NewSegmentCache(maxBytes int64, reg prometheus.Registerer) *SegmentCache {
 		maxBytes:   maxBytes,
 		ll:         list.New(),
 		items:      map[string]*list.Element{},
+		byDir:      map[string]map[string]bool{},
 		hits:       f.NewCounter(prometheus.CounterOpts{Name: "lokilab_index_segment_cache_hits_total", Help: "Listed index segments found decoded in the cache."}),
 		misses:     f.NewCounter(prometheus.CounterOpts{Name: "lokilab_index_segment_cache_misses_total", Help: "Listed index segments not in the cache, downloaded and decoded."}),
 		evictions:  f.NewCounter(prometheus.CounterOpts{Name: "lokilab_index_segment_cache_evictions_total", Help: "Index segments evicted to stay within the cache size."}),
@@ -128,15 +133,56 @@ func (c *SegmentCache) put(key string, seg *Segment, size int64) {
 	}
 	// size <= maxBytes/8, so this stops long before the list is empty.
 	for c.bytes+size > c.maxBytes {
-		el := c.ll.Back()
-		e := el.Value.(*segmentEntry)
-		c.ll.Remove(el)
-		delete(c.items, e.key)
-		c.bytes -= e.size
+		c.remove(c.ll.Back())
 		c.evictions.Inc()
 	}
 	c.items[key] = c.ll.PushFront(&segmentEntry{key: key, seg: seg, size: size})
+	dir := keyDir(key)
+	if c.byDir[dir] == nil {
+		c.byDir[dir] = map[string]bool{}
+	}
+	c.byDir[dir][key] = true
 	c.bytes += size
 	c.bytesGauge.Set(float64(c.bytes))
 	c.itemsGauge.Set(float64(len(c.items)))
 }
+
+// retain drops the cached segments of dir (a day's tenant directory) that
+// listed, a listing of dir just taken, no longer holds: the compactor
+// replaced them, or retention deleted them. Nothing would ask for them
+// again, and without this they would sit in the cache until evicted — a
+// querier's heap filling to the cache's size with the inputs of every
+// compaction, which looks like a leak until the bound is reached.
+//
+// A listing taken before a concurrent put may drop the newer key: that
+// costs one download later, never a wrong answer.
+func (c *SegmentCache) retain(dir string, listed []string) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for key := range c.byDir[dir] {
+		if _, ok := slices.BinarySearch(listed, key); !ok {
+			c.remove(c.items[key])
+		}
+	}
+	c.bytesGauge.Set(float64(c.bytes))
+	c.itemsGauge.Set(float64(len(c.items)))
+}
+
+// remove takes el out of the cache; c.mu is held.
+func (c *SegmentCache) remove(el *list.Element) {
+	e := el.Value.(*segmentEntry)
+	c.ll.Remove(el)
+	delete(c.items, e.key)
+	dir := keyDir(e.key)
+	delete(c.byDir[dir], e.key)
+	if len(c.byDir[dir]) == 0 {
+		delete(c.byDir, dir)
+	}
+	c.bytes -= e.size
+}
+
+// keyDir is the directory of a segment key: index/<day>/<tenant>/.
+func keyDir(key string) string { return key[:strings.LastIndexByte(key, '/')+1] }

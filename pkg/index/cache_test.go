@@ -166,12 +166,12 @@ func TestClientSegmentsCache(t *testing.T) {
 	}
 
 	// The five asks listed 3, 3, 4, 1 and 2 segments and downloaded 3, 0,
-	// 1, 1 and 1 of them. The deleted inputs stay cached until evicted:
-	// nothing asks for them any more.
+	// 1, 1 and 1 of them. The compaction's listing dropped the deleted
+	// inputs from the cache: only the live segments stay.
 	for name, want := range map[string]float64{
 		"lokilab_index_segment_cache_hits_total":   0 + 3 + 3 + 0 + 1,
 		"lokilab_index_segment_cache_misses_total": 3 + 0 + 1 + 1 + 1,
-		"lokilab_index_segment_cache_items":        6,
+		"lokilab_index_segment_cache_items":        2,
 	} {
 		if got := metricstest.Value(t, reg, name); got != want {
 			t.Errorf("%s = %v, want %v", name, got, want)

@@ -266,8 +266,9 @@ func (c *Client) daysIn(ctx context.Context, from, through int64) ([]int, error)
 // segment that is.
 //
 // The cache is asked only for keys of this listing. That is what keeps a
-// deleted segment from being served: its entry may linger until evicted,
-// but nothing asks for it. (have needs no such care: it lives for one call.)
+// deleted segment from being served; the listing also drops the cached
+// segments of its directory that it no longer holds (SegmentCache.retain).
+// (have needs no such care: it lives for one call.)
 func (c *Client) read(ctx context.Context, tenantID string, days []int, have map[string]*Segment) ([]*Segment, []string, error) {
 	perDay := make([][]string, len(days))
 	g, gctx := errgroup.WithContext(ctx)
@@ -285,6 +286,7 @@ func (c *Client) read(ctx context.Context, tenantID string, days []int, have map
 				return fmt.Errorf("index: list %s: %w", dir, err)
 			}
 			slices.Sort(perDay[i])
+			c.cache.retain(dir, perDay[i])
 			return nil
 		})
 	}
