@@ -82,7 +82,7 @@ func Soak() *Scenario {
 			{Name: "fraction", Kind: KnobFloat, Default: "0.5", Usage: "The soak rate as a fraction of the measured maximum."},
 			{Name: "concurrency", Kind: KnobInt, Default: "8", Usage: "Push workers, probe and soak."},
 			{Name: "query-interval", Kind: KnobDuration, Default: "5s", Usage: "A query every this long, log and metric queries alternating."},
-			{Name: "query-range", Kind: KnobDuration, Default: "2m", Short: "20s", Usage: "The metric query's range (the log query reads the same range, newest 100 lines). A metric query holds the entries of its range while it runs, so the querier's heap grows until the range is full of data: keep it well under -warmup."},
+			{Name: "query-range", Kind: KnobDuration, Default: "2m", Short: "20s", Usage: "The metric query's range (the log query reads the same range, newest 100 lines). A query holds the entries of its range while it runs (a metric query at most querier.metric_slice_bytes of them at a time), so the querier's heap grows until the range is full of data: keep it well under -warmup."},
 			{Name: "processes", Kind: KnobBool, Default: "true", Usage: "Run the system as separate processes (`lokilab run -processes`) so that each component's memory is its own; false runs it in this process, where the load generator's memory counts too."},
 			{Name: "leak", Kind: KnobBool, Default: "false", Usage: "Turn on the lab's deliberate tail leak (querier.lab_leak_tail_subscribers) and reopen the tail every half second: the broken knob, for the goroutine check to fail."},
 			{Name: "goroutine-slack", Kind: KnobInt, Default: "25", Usage: "Goroutines a component may gain between the first and last third (or goroutine-fraction of its level, whichever is larger)."},
