@@ -1,13 +1,12 @@
 package index
 
 import (
-	"container/list"
 	"slices"
 	"strings"
-	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/lokilab/lokilab/internal/lru"
 )
 
 // SegmentCache keeps decoded segments in memory, least recently used out
@@ -63,21 +62,7 @@ import (
 // only read it — what they return is either newly allocated or, like label
 // sets and single postings lists, shared and documented as read-only.
 type SegmentCache struct {
-	mu       sync.Mutex
-	maxBytes int64
-	bytes    int64
-	ll       *list.List // front: most recently used
-	items    map[string]*list.Element
-	byDir    map[string]map[string]bool // a day's tenant directory → its cached keys
-
-	hits, misses, evictions prometheus.Counter
-	bytesGauge, itemsGauge  prometheus.Gauge
-}
-
-type segmentEntry struct {
-	key  string
-	seg  *Segment
-	size int64 // encoded bytes: the cost charged against maxBytes
+	lru *lru.Cache[*Segment] // sizes: encoded bytes; groups: a day's tenant directory
 }
 
 // NewSegmentCache returns a cache holding decoded segments of at most
@@ -85,18 +70,11 @@ type segmentEntry struct {
 // takes once decoded). Its metrics are registered with reg, which may be
 // nil; a registry takes one cache, as a second registration panics.
 func NewSegmentCache(maxBytes int64, reg prometheus.Registerer) *SegmentCache {
-	f := promauto.With(reg)
-	return &SegmentCache{
-		maxBytes:   maxBytes,
-		ll:         list.New(),
-		items:      map[string]*list.Element{},
-		byDir:      map[string]map[string]bool{},
-		hits:       f.NewCounter(prometheus.CounterOpts{Name: "lokilab_index_segment_cache_hits_total", Help: "Listed index segments found decoded in the cache."}),
-		misses:     f.NewCounter(prometheus.CounterOpts{Name: "lokilab_index_segment_cache_misses_total", Help: "Listed index segments not in the cache, downloaded and decoded."}),
-		evictions:  f.NewCounter(prometheus.CounterOpts{Name: "lokilab_index_segment_cache_evictions_total", Help: "Index segments evicted to stay within the cache size."}),
-		bytesGauge: f.NewGauge(prometheus.GaugeOpts{Name: "lokilab_index_segment_cache_bytes", Help: "Encoded bytes of the index segments in the cache (decoded, they take 2 to 4 times as much memory)."}),
-		itemsGauge: f.NewGauge(prometheus.GaugeOpts{Name: "lokilab_index_segment_cache_items", Help: "Index segments in the cache."}),
-	}
+	return &SegmentCache{lru: lru.New[*Segment](maxBytes, reg, lru.Metrics{
+		Prefix: "lokilab_index_segment_cache",
+		What:   "decoded index segments",
+		Bytes:  "the segments' encoded size (decoded, they take 2 to 4 times as much memory)",
+	}, keyDir)}
 }
 
 // get returns the cached segment of key. A nil cache has nothing.
@@ -104,54 +82,22 @@ func (c *SegmentCache) get(key string) (*Segment, bool) {
 	if c == nil {
 		return nil, false
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	el, ok := c.items[key]
-	if !ok {
-		c.misses.Inc()
-		return nil, false
-	}
-	c.hits.Inc()
-	c.ll.MoveToFront(el)
-	return el.Value.(*segmentEntry).seg, true
+	return c.lru.Get(key)
 }
 
-// put caches seg, decoded from size encoded bytes, under key, evicting the
-// least recently used entries until it fits. A nil cache keeps nothing.
+// put caches seg, decoded from size encoded bytes, under key. A nil cache
+// keeps nothing.
 func (c *SegmentCache) put(key string, seg *Segment, size int64) {
-	if c == nil || size > c.maxBytes/8 {
-		return
+	if c != nil {
+		c.lru.Put(key, seg, size)
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if el, ok := c.items[key]; ok {
-		// Two queries missed on the same key at once and both read it:
-		// the contents are the same (keys are never rewritten), keep the
-		// first and let the second copy be collected with its query.
-		c.ll.MoveToFront(el)
-		return
-	}
-	// size <= maxBytes/8, so this stops long before the list is empty.
-	for c.bytes+size > c.maxBytes {
-		c.remove(c.ll.Back())
-		c.evictions.Inc()
-	}
-	c.items[key] = c.ll.PushFront(&segmentEntry{key: key, seg: seg, size: size})
-	dir := keyDir(key)
-	if c.byDir[dir] == nil {
-		c.byDir[dir] = map[string]bool{}
-	}
-	c.byDir[dir][key] = true
-	c.bytes += size
-	c.bytesGauge.Set(float64(c.bytes))
-	c.itemsGauge.Set(float64(len(c.items)))
 }
 
 // retain drops the cached segments of dir (a day's tenant directory) that
-// listed, a listing of dir just taken, no longer holds: the compactor
-// replaced them, or retention deleted them. Nothing would ask for them
-// again, and without this they would sit in the cache until evicted — a
-// querier's heap filling to the cache's size with the inputs of every
+// listed, a sorted listing of dir just taken, no longer holds: the
+// compactor replaced them, or retention deleted them. Nothing would ask for
+// them again, and without this they would sit in the cache until evicted —
+// a querier's heap filling to the cache's size with the inputs of every
 // compaction, which looks like a leak until the bound is reached.
 //
 // A listing taken before a concurrent put may drop the newer key: that
@@ -160,28 +106,10 @@ func (c *SegmentCache) retain(dir string, listed []string) {
 	if c == nil {
 		return
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for key := range c.byDir[dir] {
-		if _, ok := slices.BinarySearch(listed, key); !ok {
-			c.remove(c.items[key])
-		}
-	}
-	c.bytesGauge.Set(float64(c.bytes))
-	c.itemsGauge.Set(float64(len(c.items)))
-}
-
-// remove takes el out of the cache; c.mu is held.
-func (c *SegmentCache) remove(el *list.Element) {
-	e := el.Value.(*segmentEntry)
-	c.ll.Remove(el)
-	delete(c.items, e.key)
-	dir := keyDir(e.key)
-	delete(c.byDir[dir], e.key)
-	if len(c.byDir[dir]) == 0 {
-		delete(c.byDir, dir)
-	}
-	c.bytes -= e.size
+	c.lru.Retain(dir, func(key string) bool {
+		_, ok := slices.BinarySearch(listed, key)
+		return ok
+	})
 }
 
 // keyDir is the directory of a segment key: index/<day>/<tenant>/.
