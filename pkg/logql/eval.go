@@ -188,7 +188,7 @@ func (ev *evaluator) rangeAgg(r *RangeAggregation, group *Grouping) (value, erro
 			} else {
 				g = get(ls)
 			}
-			g.add(int32(i0), int32(i1), int64(len(line)), int(n))
+			g.add(stepRun{int32(i0), int32(i1), int64(len(line))}, int(n))
 		}
 		return nil
 	}
@@ -207,10 +207,7 @@ func (ev *evaluator) rangeAgg(r *RangeAggregation, group *Grouping) (value, erro
 			// Sparse: lay the runs out over the steps they touch only.
 			lo, hi = int(n), 0
 			for _, r := range g.runs {
-				count[r.i0]++
-				count[r.i1+1]--
-				bytes[r.i0] += r.bytes
-				bytes[r.i1+1] -= r.bytes
+				r.addTo(count, bytes)
 				lo, hi = min(lo, int(r.i0)), max(hi, int(r.i1)+1)
 			}
 		}
@@ -258,26 +255,29 @@ type stepRun struct {
 	bytes  int64
 }
 
-func (g *seriesAcc) add(i0, i1 int32, bytes int64, steps int) {
-	if g.count == nil {
-		g.runs = append(g.runs, stepRun{i0, i1, bytes})
-		if len(g.runs) <= steps {
-			return
-		}
-		g.count, g.bytes = make([]int64, steps+1), make([]int64, steps+1)
-		for _, r := range g.runs {
-			g.count[r.i0]++
-			g.count[r.i1+1]--
-			g.bytes[r.i0] += r.bytes
-			g.bytes[r.i1+1] -= r.bytes
-		}
-		g.runs = nil
+// addTo adds r to the difference arrays count and bytes: its entry and
+// its line's bytes from step i0 on, taken away again after step i1.
+func (r stepRun) addTo(count, bytes []int64) {
+	count[r.i0]++
+	count[r.i1+1]--
+	bytes[r.i0] += r.bytes
+	bytes[r.i1+1] -= r.bytes
+}
+
+func (g *seriesAcc) add(r stepRun, steps int) {
+	if g.count != nil {
+		r.addTo(g.count, g.bytes)
 		return
 	}
-	g.count[i0]++
-	g.count[i1+1]--
-	g.bytes[i0] += bytes
-	g.bytes[i1+1] -= bytes
+	g.runs = append(g.runs, r)
+	if len(g.runs) <= steps {
+		return
+	}
+	g.count, g.bytes = make([]int64, steps+1), make([]int64, steps+1)
+	for _, r := range g.runs {
+		r.addTo(g.count, g.bytes)
+	}
+	g.runs = nil
 }
 
 // floorDiv and ceilDiv divide rounding toward minus and plus infinity; b > 0.
